@@ -1,0 +1,203 @@
+"""The contracts between the harness and its plugins.
+
+Every component a plugin registers satisfies one of the protocols below. The harness only ever
+talks to these protocols, so a method written as a third-party package is a first-class citizen.
+Nothing here imports torch at module level: `itr --help` and `itr plugins` must stay fast.
+
+Data flow (DESIGN §4)::
+
+    Dataset.load(split) -> RetrievalSplit (captions, image files or precomputed features)
+      -> ImageBackbone / TextBackbone: frozen features, cached on disk by content hash
+      -> ImageEncoder / TextEncoder (trainable) -> embeddings
+      -> SimilarityHead -> scores [n_images, n_captions] -> Loss (training) / metrics (evaluation)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+FeatureDict = Mapping[str, np.ndarray]
+"""Named per-item arrays whose first axis indexes images (or captions)."""
+
+
+@dataclass(frozen=True)
+class RetrievalSplit:
+    """One split of a retrieval dataset: images, captions and which image each caption describes.
+
+    Either `image_paths` (raw images, features come from an image backbone) or
+    `image_features` (precomputed, e.g. the SCAN `precomp` layout) is set.
+
+    Attributes:
+        dataset: dataset name, e.g. ``coco-demo``.
+        split: split name, e.g. ``train`` or ``test``.
+        image_ids: one stable id per image (COCO id, file name, row number).
+        captions: every caption, in dataset order.
+        image_of_caption: int64 [n_captions], the image index each caption belongs to.
+        image_paths: one file per image, or None.
+        image_features: precomputed features, each [n_images, ...], or None.
+    """
+
+    dataset: str
+    split: str
+    image_ids: tuple[str, ...]
+    captions: tuple[str, ...]
+    image_of_caption: np.ndarray
+    image_paths: tuple[Path, ...] | None = None
+    image_features: FeatureDict | None = field(default=None, compare=False)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.captions)
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A named source of retrieval splits (`register_datasets`)."""
+
+    name: str
+
+    def splits(self) -> Sequence[str]:
+        """Names of the splits this dataset provides."""
+
+    def load(self, split: str) -> RetrievalSplit:
+        """Read one split, validated; raise `harness.errors.UserError` on malformed data."""
+
+
+@runtime_checkable
+class ImageBackbone(Protocol):
+    """A frozen image model that turns image files into named feature arrays.
+
+    `fingerprint` changes whenever the outputs would change (weights, preprocessing, code
+    version); it is part of the feature-cache key.
+    """
+
+    fingerprint: str
+    outputs: tuple[str, ...]
+
+    def encode_images(self, paths: Sequence[Path]) -> dict[str, np.ndarray]:
+        """Features for each image, e.g. ``regions`` [N, R, D], ``pooled`` [N, D], ``logits`` [N, C]."""
+
+
+@runtime_checkable
+class TextBackbone(Protocol):
+    """A frozen text model that turns captions into named feature arrays (see ImageBackbone)."""
+
+    fingerprint: str
+    outputs: tuple[str, ...]
+
+    def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Features per text: ``tokens`` [M, L, D] zero-padded, ``lengths`` [M], ``sentence`` [M, D]."""
+
+
+class TextFeatureSource(Protocol):
+    """The frozen text backbone as components see it: cached, loaded only on first use."""
+
+    def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a component factory may know about the data when it is built.
+
+    Every registered factory is called as ``factory(ctx, **options)``; its keyword defaults
+    are the component's defaults (one place), and the harness validates `options` against them.
+
+    Attributes:
+        image_feature_shapes: per-item shape of every image feature on offer,
+            e.g. {"regions": (49, 1280), "pooled": (1280,), "logits": (1000,)}.
+        train_captions: the training captions (vocabularies are built from these only).
+        frozen_text: the job's frozen text backbone (e.g. MiniLM), cached on disk.
+        seed: the job's seed, for components that draw random numbers at build time.
+    """
+
+    image_feature_shapes: Mapping[str, tuple[int, ...]]
+    train_captions: Sequence[str]
+    frozen_text: TextFeatureSource
+    seed: int = 0
+
+
+class ImageEncoder(Protocol):
+    """Trainable map from image features to embeddings (a torch.nn.Module).
+
+    forward: features {name: Tensor [B, ...]}, every image feature on offer
+    -> Tensor [B, D] (global embedding) or [B, R, D] (local, one vector per region).
+    """
+
+    def forward(self, features: Mapping[str, "torch.Tensor"]) -> "torch.Tensor": ...
+
+
+class TextEncoder(Protocol):
+    """Trainable map from captions to embeddings (a torch.nn.Module).
+
+    `prepare` runs once per split, outside the training loop (tokenisation, vocabulary lookup,
+    frozen features); every tensor it returns has the caption axis first, so the trainer batches
+    it by indexing. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or [B, L, D].
+    """
+
+    def prepare(self, captions: Sequence[str]) -> dict[str, "torch.Tensor"]: ...
+
+    def forward(self, inputs: Mapping[str, "torch.Tensor"]) -> "torch.Tensor": ...
+
+
+class SimilarityHead(Protocol):
+    """Scores every image against every caption: [n_i, ...] x [n_c, ...] -> [n_i, n_c].
+
+    A head must score each pair independently of the other items in the batch; evaluation
+    calls it on chunks and relies on that.
+    """
+
+    def forward(self, images: "torch.Tensor", texts: "torch.Tensor") -> "torch.Tensor": ...
+
+
+class Loss(Protocol):
+    """Training objective on a batch score matrix.
+
+    scores: [B, B] with scores[i, j] = s(image of pair i, caption of pair j); the diagonal holds
+    the positives. image_ids: int64 [B], the dataset image index of each pair, so a loss can tell
+    two captions of the same image apart from true negatives.
+    """
+
+    def forward(self, scores: "torch.Tensor", image_ids: "torch.Tensor") -> "torch.Tensor": ...
+
+
+class SampleGenerator(Protocol):
+    """Makes extra positives or negatives for a training batch (AsCL-style).
+
+    `level` is ``text`` (acts on caption strings before encoding) or ``feature`` (acts on
+    embeddings after encoding).
+    """
+
+    level: ClassVar[str]
+
+
+class Executor(Protocol):
+    """Runs the jobs of an experiment (in process, worker processes, a cluster)."""
+
+    def run(self, jobs: Sequence[Any], run_job: Any) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class MethodRecipe:
+    """A named method: which components it uses, their default options, and its training stages.
+
+    `defaults` is a nested mapping with the sections of a job config (``image_encoder``,
+    ``text_encoder``, ``similarity_head``, ``train``, ``stages``, ``backbones``); an
+    experiment file overrides any key of it. A recipe without stages is evaluated without
+    training (e.g. the class bridge).
+    """
+
+    name: str
+    summary: str
+    defaults: Mapping[str, Any]
+    paper: str = ""

@@ -1,0 +1,32 @@
+"""Shared test setup: offline guards and one feature cache per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.helpers import run_itr
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Every test (and every `itr` subprocess) shares one throw-away feature cache, so the real
+    backbones run once per session and nothing is written to the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("feature-cache")
+    previous = os.environ.get("ITR_CACHE_DIR")
+    os.environ["ITR_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("ITR_CACHE_DIR", None)
+    else:
+        os.environ["ITR_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def itr():
+    """The `itr` command line, run in a subprocess: ``itr("plan", path) -> Completed``."""
+    return run_itr

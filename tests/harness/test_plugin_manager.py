@@ -1,0 +1,117 @@
+"""Plugin loading: entry points, loose files, isolation of broken plugins, selection by env."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.errors import UserError
+from harness.hookspecs import hookimpl
+from harness.plugin_manager import PluginHost
+
+BUILTINS = {"backbones", "class-bridge", "coco-demo", "heads", "vse"}
+
+
+def write_plugin(folder: Path, name: str, body: str) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text("from harness.hookspecs import hookimpl\n" + textwrap.dedent(body))
+    return path
+
+
+def test_builtins_register_through_the_entry_point_group():
+    host = PluginHost()
+    assert BUILTINS <= set(host.plugins)
+    assert all(host.plugins[name].source.startswith("entry point") for name in BUILTINS)
+    assert host.plugins["vse"].version == harness.__version__
+    assert {"vse++", "class-bridge"} <= set(host.registry.names("method"))
+
+
+def test_components_know_the_plugin_that_registered_them():
+    host = PluginHost()
+    assert host.registry.get("loss", "hardest-negative-triplet").plugin == "vse"
+    assert host.registry.get("image-backbone", "efficientnet-lite0").plugin == "backbones"
+
+
+def test_broken_plugin_is_reported_and_the_others_still_load(tmp_path, capsys):
+    write_plugin(tmp_path, "broken", "import itr_no_such_dependency\n")
+    host = PluginHost(plugins_dir=tmp_path)
+    assert "ModuleNotFoundError" in host.plugins["broken"].error
+    assert "vse++" in host.registry.names("method")
+    assert "plugin 'broken' skipped" in capsys.readouterr().err
+
+
+def test_strict_plugins_makes_a_broken_plugin_fatal(tmp_path):
+    write_plugin(tmp_path, "broken", "raise RuntimeError('boom')\n")
+    with pytest.raises(UserError, match="plugin 'broken'.*RuntimeError: boom"):
+        PluginHost(plugins_dir=tmp_path, strict=True)
+
+
+def test_plugin_raising_while_registering_is_isolated(tmp_path):
+    write_plugin(
+        tmp_path,
+        "half",
+        """
+        @hookimpl
+        def register_losses(register):
+            register("half-loss", "x:y")
+            raise ValueError("second registration failed")
+        """,
+    )
+    host = PluginHost(plugins_dir=tmp_path)
+    assert "register_losses raised ValueError" in host.plugins["half"].error
+    assert "half-loss" not in host.registry.names("loss")
+
+
+def test_plugins_dir_component_is_registered_with_its_plugin_name(tmp_path):
+    write_plugin(
+        tmp_path,
+        "extra",
+        """
+        @hookimpl
+        def register_losses(register):
+            register("extra-loss", "itr_extra_module:Loss")
+        """,
+    )
+    host = PluginHost(plugins_dir=tmp_path)
+    assert host.registry.get("loss", "extra-loss").plugin == "extra"
+    assert host.plugins["extra"].hooks == ["register_losses"]
+
+
+def test_duplicate_component_across_plugins_names_both(tmp_path):
+    write_plugin(
+        tmp_path,
+        "copycat",
+        """
+        @hookimpl
+        def register_methods(register):
+            register("vse++", "itr_copycat:RECIPE")
+        """,
+    )
+    with pytest.raises(UserError, match="method 'vse\\+\\+' is registered twice: by plugin 'vse' and by plugin 'copycat'"):
+        PluginHost(plugins_dir=tmp_path)
+
+
+def test_encoder_registration_requires_a_kind():
+    class NoKind:
+        @hookimpl
+        def register_encoders(self, register):
+            register("mystery", "x:y")
+
+    with pytest.raises(UserError, match="register_encoders needs kind="):
+        PluginHost(entry_points=False, extra_plugins=[NoKind()])
+
+
+def test_itr_load_plugins_selects_entry_point_plugins(monkeypatch):
+    monkeypatch.setenv("ITR_LOAD_PLUGINS", "heads, coco-demo")
+    assert set(PluginHost().plugins) == {"heads", "coco-demo"}
+
+
+def test_itr_disable_plugins_skips_entry_point_plugins(monkeypatch):
+    monkeypatch.setenv("ITR_DISABLE_PLUGINS", "vse")
+    host = PluginHost()
+    assert "vse" not in host.plugins
+    assert "vse++" not in host.registry.names("method")
+    assert "class-bridge" in host.registry.names("method")

@@ -1,0 +1,69 @@
+"""The component registry: lazy factories, option validation, clear errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness.errors import UserError
+from harness.registry import ComponentSpec, Registry
+
+
+def margin_loss(ctx, *, margin: float = 0.2, hardest: bool = True):
+    return ("built", ctx, margin, hardest)
+
+
+def spec(name: str = "toy", factory=margin_loss, plugin: str = "p1", kind: str = "loss") -> ComponentSpec:
+    return ComponentSpec(kind=kind, name=name, factory=factory, plugin=plugin)
+
+
+def test_string_factory_is_not_imported_until_loaded():
+    registry = Registry()
+    registry.add(spec(factory="itr_test_never_imported_module:Thing"))
+    assert "itr_test_never_imported_module" not in sys.modules
+    with pytest.raises(UserError, match="plugin 'p1': cannot import"):
+        registry.get("loss", "toy").load()
+
+
+def test_build_passes_context_and_validated_options():
+    built = spec().build({"margin": "0.5"}, "exp.toml: methods.m.loss", ctx="CTX")
+    assert built == ("built", "CTX", 0.5, True)
+
+
+def test_kinds_without_context_are_called_with_options_only():
+    dataset = spec(kind="dataset", factory=lambda *, root="x": ("dataset", root))
+    assert dataset.build({"root": "y"}, "where") == ("dataset", "y")
+
+
+def test_unknown_option_names_the_option_and_suggests_the_closest():
+    with pytest.raises(UserError, match=r"exp.toml: unknown option 'margn' .*did you mean 'margin'"):
+        spec().validate_options({"margn": 1.0}, "exp.toml")
+
+
+def test_wrong_option_type_names_the_key():
+    with pytest.raises(UserError, match=r"exp.toml\.margin: input should be a valid number.*got .wide."):
+        spec().validate_options({"margin": "wide"}, "exp.toml")
+
+
+def test_defaults_come_from_the_factory_signature():
+    assert spec().defaults() == {"margin": 0.2, "hardest": True}
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins():
+    registry = Registry()
+    registry.add(spec(plugin="first-plugin"))
+    with pytest.raises(UserError, match="registered twice: by plugin 'first-plugin' and by plugin 'second-plugin'"):
+        registry.add(spec(plugin="second-plugin"))
+
+
+def test_unknown_name_suggests_the_closest_registered_one():
+    registry = Registry()
+    registry.add(spec(name="hardest-negative-triplet"))
+    with pytest.raises(UserError, match="did you mean 'hardest-negative-triplet'"):
+        registry.get("loss", "hardest-negative-triplt")
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(UserError, match="unknown component kind 'losses'"):
+        Registry().add(spec(kind="losses"))
