@@ -1,0 +1,1 @@
+"""Experiment files (TOML) and the jobs they expand into."""

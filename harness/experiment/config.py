@@ -1,0 +1,122 @@
+"""Typed models of an experiment file and of one job's resolved configuration.
+
+An experiment file is data (TOML, never evaluated). It names datasets, methods with overrides,
+and seeds; each (method, dataset, seed) becomes a job whose configuration is the method recipe's
+defaults with the file's overrides merged in. Defaults live in exactly one place each: training
+knobs in `TrainConfig`, component options in the component factory's signature.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from harness.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(BaseModel):
+    """A component by name plus its options, e.g. ``{name = "vse-gru", embed_dim = 512}``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(_Strict):
+    """Optimisation settings shared by all stages (a stage may override `lr`)."""
+
+    batch_size: PositiveInt = 128
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: PositiveFloat = 2e-4
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_decay_every: PositiveInt | None = Field(15, description="multiply lr by lr_decay every N epochs")
+    lr_decay: float = Field(0.1, gt=0.0, le=1.0)
+    grad_clip: PositiveFloat | None = 2.0
+    device: str = "auto"
+    amp: bool = True
+    eval_batch_size: PositiveInt = 256
+    score_chunk: PositiveInt = 1024
+
+
+class StageConfig(_Strict):
+    """One training stage: its own loss, epochs and learning rate; weights carry over."""
+
+    epochs: int = Field(ge=0)
+    loss: ComponentRef
+    lr: PositiveFloat | None = None
+
+
+class BackbonesConfig(_Strict):
+    """Frozen backbones that turn raw images and captions into cached features."""
+
+    image: ComponentRef = ComponentRef(name="efficientnet-lite0")
+    text: ComponentRef = ComponentRef(name="minilm")
+
+
+class JobConfig(_Strict):
+    """Everything that determines one job's result, apart from dataset and seed."""
+
+    image_encoder: ComponentRef
+    text_encoder: ComponentRef
+    similarity_head: ComponentRef = ComponentRef(name="cosine")
+    backbones: BackbonesConfig = BackbonesConfig()
+    train: TrainConfig = TrainConfig()
+    stages: dict[str, StageConfig] = {}
+
+
+class DatasetEntry(_Strict):
+    """A dataset of the experiment, the splits to train and test on, and the protocols."""
+
+    name: str
+    train: str = "train"
+    test: str = "test"
+    protocols: list[Literal["full"]] = Field(default_factory=lambda: ["full"], min_length=1)
+    options: dict[str, Any] = {}
+
+
+class ExperimentFile(_Strict):
+    """The top level of an experiment TOML file."""
+
+    name: str = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    methods: dict[str, dict[str, Any]] = Field(min_length=1)
+    tracking_uri: str | None = None
+
+
+def format_validation_error(where: str, exc: ValidationError) -> str:
+    """One line for the first error: ``file: dotted.key: what was expected (got value)``."""
+    err = exc.errors()[0]
+    key = ".".join(str(part) for part in err["loc"])
+    got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+    message = err["msg"][0].lower() + err["msg"][1:]
+    return f"{where}: {key}: {message}{got}" if key else f"{where}: {message}"
+
+
+def load_experiment_file(path: Path) -> ExperimentFile:
+    """Parse and type-check an experiment file; every problem becomes a one-line UserError."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return ExperimentFile.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(str(path), exc)) from None
