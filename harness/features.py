@@ -1,0 +1,135 @@
+"""Frozen backbone features, computed once and cached on disk by content hash.
+
+Backbone features dominate the cost of a run on raw images, and every method of an experiment
+reads the same ones, so they are computed once per (backbone fingerprint, content) and reused by
+every later job and run. A cache entry is a folder of ``.npy`` files, one per feature, written
+under a temporary name and renamed into place: an interrupted write never leaves a half entry,
+and large arrays are opened memory-mapped instead of read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from harness.interfaces import RetrievalSplit
+
+CACHE_ENV = "ITR_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$ITR_CACHE_DIR``, else ``$XDG_CACHE_HOME/itr-harness/features`` (``~/.cache`` by default)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "itr-harness" / "features"
+
+
+def file_digest(paths: Sequence[Path]) -> str:
+    """sha256 over the bytes of every file, in order: renaming or moving a dataset keeps its cache."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Content-addressed store of named feature arrays.
+
+    Attributes:
+        hits, misses: counters, so callers (and tests) can tell a reuse from a recomputation.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, parts: Mapping[str, Any]) -> str:
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+    def get_or_compute(
+        self, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """The cached arrays for `parts`, computing and storing them on a miss."""
+        entry = self.root / self.key(parts)
+        cached = self._read(entry)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        arrays = {name: np.ascontiguousarray(value) for name, value in compute().items()}
+        self._write(entry, arrays, parts)
+        return arrays
+
+    def _read(self, entry: Path) -> dict[str, np.ndarray] | None:
+        manifest = entry / "manifest.json"
+        if not manifest.is_file():
+            return None
+        try:
+            names = json.loads(manifest.read_text())["arrays"]
+            return {name: np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in names}
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"warning: feature cache entry {entry} is unreadable ({exc}); recomputing", file=sys.stderr)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def _write(self, entry: Path, arrays: Mapping[str, np.ndarray], parts: Mapping[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=self.root))
+        try:
+            for name, value in arrays.items():
+                np.save(staging / f"{name}.npy", value, allow_pickle=False)
+            (staging / "manifest.json").write_text(json.dumps({"arrays": sorted(arrays), "key": parts}, indent=1))
+            try:
+                os.rename(staging, entry)
+            except OSError:  # another process stored the same entry first: keep theirs
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def split_image_features(split: RetrievalSplit, backbone: Any, cache: FeatureCache) -> dict[str, np.ndarray]:
+    """Image features of a split: the precomputed arrays, or the backbone's outputs, cached."""
+    if split.image_features is not None:
+        return dict(split.image_features)
+    assert split.image_paths is not None, "a split has either image paths or image features"
+    parts = {"backbone": backbone.fingerprint, "images": file_digest(split.image_paths)}
+    return cache.get_or_compute(parts, lambda: backbone.encode_images(split.image_paths))
+
+
+class CachedTextBackbone:
+    """A frozen text backbone behind the feature cache (`harness.interfaces.TextFeatureSource`).
+
+    The backbone object is built on first use only, so methods that never read frozen text
+    features never load the text model.
+    """
+
+    def __init__(self, build_backbone: Callable[[], Any], cache: FeatureCache) -> None:
+        self._build_backbone = build_backbone
+        self._backbone: Any = None
+        self.cache = cache
+
+    @property
+    def backbone(self) -> Any:
+        if self._backbone is None:
+            self._backbone = self._build_backbone()
+        return self._backbone
+
+    def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+        parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
+        return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))

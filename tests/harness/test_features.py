@@ -1,0 +1,92 @@
+"""The on-disk feature cache: reuse by content, atomic entries, recovery from corruption."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.features import CachedTextBackbone, FeatureCache, file_digest, split_image_features
+from harness.interfaces import RetrievalSplit
+
+
+def compute_counter():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"pooled": np.arange(6, dtype=np.float32).reshape(2, 3)}
+
+    return calls, compute
+
+
+def test_second_request_reuses_the_stored_arrays(tmp_path):
+    cache = FeatureCache(tmp_path)
+    calls, compute = compute_counter()
+    first = cache.get_or_compute({"backbone": "b", "images": "h"}, compute)
+    second = FeatureCache(tmp_path).get_or_compute({"backbone": "b", "images": "h"}, compute)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first["pooled"], second["pooled"])
+
+
+def test_different_content_is_a_different_entry(tmp_path):
+    cache = FeatureCache(tmp_path)
+    calls, compute = compute_counter()
+    cache.get_or_compute({"backbone": "b", "images": "h1"}, compute)
+    cache.get_or_compute({"backbone": "b", "images": "h2"}, compute)
+    assert (cache.hits, cache.misses, len(calls)) == (0, 2, 2)
+
+
+def test_no_entry_is_left_when_the_computation_fails(tmp_path):
+    cache = FeatureCache(tmp_path)
+
+    def failing():
+        raise RuntimeError("backbone crashed")
+
+    try:
+        cache.get_or_compute({"k": 1}, failing)
+    except RuntimeError:
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_entry_is_rebuilt(tmp_path, capsys):
+    cache = FeatureCache(tmp_path)
+    calls, compute = compute_counter()
+    cache.get_or_compute({"k": 1}, compute)
+    entry = tmp_path / cache.key({"k": 1})
+    (entry / "pooled.npy").write_bytes(b"truncated")
+    again = FeatureCache(tmp_path).get_or_compute({"k": 1}, compute)
+    assert len(calls) == 2
+    assert again["pooled"].shape == (2, 3)
+    assert "unreadable" in capsys.readouterr().err
+
+
+def test_file_digest_follows_content_not_name(tmp_path):
+    a, b, c = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"
+    a.write_bytes(b"pixels")
+    b.write_bytes(b"pixels")
+    c.write_bytes(b"other")
+    assert file_digest([a]) == file_digest([b]) != file_digest([c])
+
+
+def test_precomputed_split_features_bypass_the_backbone(tmp_path):
+    regions = np.ones((2, 3, 4), dtype=np.float32)
+    split = RetrievalSplit("d", "test", ("0", "1"), ("a", "b"), np.array([0, 1]), image_features={"regions": regions})
+    assert split_image_features(split, backbone=None, cache=FeatureCache(tmp_path))["regions"] is regions
+
+
+def test_text_features_are_reused_across_backbone_instances(tmp_path):
+    encoded = []
+
+    class Backbone:
+        fingerprint = "fake-text/v1"
+
+        def encode_texts(self, texts):
+            encoded.append(list(texts))
+            return {"sentence": np.ones((len(texts), 2), dtype=np.float32)}
+
+    first = CachedTextBackbone(Backbone, FeatureCache(tmp_path))
+    first.encode_texts(["a cat", "a dog"])
+    second = CachedTextBackbone(Backbone, FeatureCache(tmp_path))
+    features = second.encode_texts(["a cat", "a dog"])
+    assert encoded == [["a cat", "a dog"]]
+    assert (second.cache.hits, features["sentence"].shape) == (1, (2, 2))
