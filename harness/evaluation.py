@@ -1,0 +1,76 @@
+"""Evaluation: embed a split, score every image against every caption in chunks, rank.
+
+Embeddings are computed once per split; the score matrix is filled chunk by chunk through the
+method's similarity head, so memory stays bounded by ``chunk × chunk`` pairs of head work plus the
+[n_images, n_captions] float32 result. Protocols decide which slices of the matrix are ranked.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from harness.metrics import recall_metrics
+from harness.training.model import RetrievalModel, SplitInputs, gather
+
+PROTOCOLS = ("full",)
+
+
+@torch.inference_mode()
+def embed_split(
+    model: RetrievalModel, data: SplitInputs, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image embeddings [n_images, ...] and caption embeddings [n_captions, ...], on `device`."""
+    model.eval()
+    images = [
+        model.encode_images(gather(data.image_features, index, device))
+        for index in torch.arange(data.n_images).split(batch_size)
+    ]
+    texts = [
+        model.encode_texts(gather(data.text_inputs, index, device))
+        for index in torch.arange(data.n_captions).split(batch_size)
+    ]
+    return torch.cat(images).float(), torch.cat(texts).float()
+
+
+@torch.inference_mode()
+def score_matrix(model: RetrievalModel, images: torch.Tensor, texts: torch.Tensor, chunk: int) -> torch.Tensor:
+    """scores [n_images, n_captions] (float32, CPU), computed block by block through the head."""
+    scores = torch.empty(len(images), len(texts), dtype=torch.float32)
+    for i in range(0, len(images), chunk):
+        for j in range(0, len(texts), chunk):
+            scores[i : i + chunk, j : j + chunk] = model.score(images[i : i + chunk], texts[j : j + chunk]).float().cpu()
+    return scores
+
+
+def evaluate(
+    model: RetrievalModel,
+    data: SplitInputs,
+    protocols: list[str],
+    *,
+    batch_size: int,
+    chunk: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Metrics for every protocol, keyed ``"{protocol}/{metric}"`` (e.g. ``full/rsum``).
+
+    Recalls count ties in the query's favour, as the papers do; ``{protocol}/rsum_tie_gap`` is
+    how much rSum that rule gained over counting ties against the query. It is 0 for any model
+    whose scores do not tie, and large for a collapsed one, which would otherwise look perfect.
+    """
+    images, texts = embed_split(model, data, batch_size, device)
+    scores = score_matrix(model, images, texts, chunk)
+    metrics: dict[str, float] = {}
+    for protocol in protocols:
+        if protocol != "full":
+            raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+        optimistic = recall_metrics(scores, data.image_of_caption)
+        pessimistic = recall_metrics(scores, data.image_of_caption, ties="pessimistic")
+        for key, value in optimistic.items():
+            metrics[f"{protocol}/{key}"] = value
+        gap = optimistic["rsum"] - pessimistic["rsum"]
+        metrics[f"{protocol}/rsum_tie_gap"] = gap
+        if gap > 0:
+            print(f"warning: {protocol}: tied scores lift rSum by {gap:.1f} (pessimistic rSum {pessimistic['rsum']:.1f})", file=sys.stderr)
+    return metrics
