@@ -1,0 +1,1 @@
+"""Training: the composed retrieval model, batching, and the stage-by-stage trainer."""

@@ -1,0 +1,63 @@
+"""The composed retrieval model and the per-split tensors it reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class SplitInputs:
+    """Everything a model reads for one split, indexable by image / caption.
+
+    Attributes:
+        image_features: {name: array [n_images, ...]}; numpy (possibly memory-mapped) or tensors.
+        text_inputs: {name: Tensor [n_captions, ...]} from `TextEncoder.prepare`.
+        image_of_caption: int64 [n_captions].
+    """
+
+    image_features: Mapping[str, np.ndarray | torch.Tensor]
+    text_inputs: Mapping[str, torch.Tensor]
+    image_of_caption: torch.Tensor
+
+    @property
+    def n_images(self) -> int:
+        return len(next(iter(self.image_features.values())))
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.image_of_caption)
+
+
+def gather(arrays: Mapping[str, np.ndarray | torch.Tensor], index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows `index` of every array, as tensors on `device` (reads only those rows of a memmap)."""
+    rows = index.cpu().numpy()
+    out = {}
+    for name, value in arrays.items():
+        picked = value[index.cpu()] if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value[rows]))
+        out[name] = picked.to(device, non_blocking=True)
+    return out
+
+
+class RetrievalModel(nn.Module):
+    """Image encoder + text encoder + similarity head, as one module to train and checkpoint."""
+
+    def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.head = head
+
+    def encode_images(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.image_encoder(features)
+
+    def encode_texts(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.text_encoder(inputs)
+
+    def score(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        """[n_i, ...] x [n_c, ...] -> [n_i, n_c]."""
+        return self.head(images, texts)

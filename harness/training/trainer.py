@@ -1,0 +1,124 @@
+"""Stage-by-stage training of a `RetrievalModel` on caption-indexed mini-batches.
+
+As in VSE++/SCAN/VSE∞, an epoch iterates over *captions* (each caption with its image), so an
+image appears once per caption and two captions of one image may share a batch; losses receive
+the image ids to decide what that means. Each stage has its own loss, epochs and learning rate,
+and starts from the weights the previous stage left (warm-ups and two-stage methods are config).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from harness.errors import UserError
+from harness.experiment.config import TrainConfig
+from harness.training.model import RetrievalModel, SplitInputs, gather
+
+
+@dataclass
+class Stage:
+    """A built training stage: its loss module, epochs and (optional) learning-rate override."""
+
+    name: str
+    epochs: int
+    loss: nn.Module
+    lr: float | None = None
+
+
+EpochCallback = Callable[[str, int, dict[str, float]], None]
+"""Called after every epoch with (stage name, global epoch, {"loss": mean loss, "lr": lr})."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the job failed, its config is at fault, not the harness."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) for a reproducible job."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("the model has no trainable parameters but the method declares training stages")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def stage_lr(base_lr: float, epoch_in_stage: int, cfg: TrainConfig) -> float:
+    """Step decay as in the VSE code bases: lr · decay^⌊epoch / every⌋."""
+    if cfg.lr_decay_every is None:
+        return base_lr
+    return base_lr * cfg.lr_decay ** (epoch_in_stage // cfg.lr_decay_every)
+
+
+def fit(
+    model: RetrievalModel,
+    data: SplitInputs,
+    stages: list[Stage],
+    cfg: TrainConfig,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> list[dict[str, float]]:
+    """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr)."""
+    model.to(device)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for stage in stages:
+        base_lr = stage.lr or cfg.lr
+        optimizer = make_optimizer(model, cfg, base_lr)
+        stage.loss.to(device)
+        for epoch_in_stage in range(stage.epochs):
+            lr = stage_lr(base_lr, epoch_in_stage, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            losses = []
+            for captions in tqdm(_batches(data.n_captions, cfg.batch_size), desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None):
+                images = data.image_of_caption[captions]
+                with autocast():
+                    image_emb = model.encode_images(gather(data.image_features, images, device))
+                    text_emb = model.encode_texts(gather(data.text_inputs, captions, device))
+                    loss = stage.loss(model.score(image_emb, text_emb), images.to(device))
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"stage '{stage.name}' epoch {epoch + 1}: loss is {loss.item()}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(loss.item())
+            record = {"loss": float(np.mean(losses)) if losses else math.nan, "lr": lr}
+            history.append({"stage": stage.name, "epoch": epoch, **record})
+            if on_epoch is not None:
+                on_epoch(stage.name, epoch, record)
+            epoch += 1
+    return history
+
+
+def _batches(n_items: int, batch_size: int) -> list[torch.Tensor]:
+    """A fresh random order of caption indices cut into batches; a last batch of one item is
+    dropped because a contrastive loss needs at least one negative."""
+    order = torch.randperm(n_items)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()
+    return batches
