@@ -20,13 +20,50 @@ class Completed:
 
 
 def run_itr(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> Completed:
-    """Run the real `itr` command line in a fresh interpreter, as a user would."""
+    """Run the real `itr` command line in a fresh interpreter, as a user would.
+
+    MLFLOW_TRACKING_URI is dropped from the inherited environment (mlflow.set_tracking_uri in
+    the test process sets it), so every run uses the store under its own --results-dir.
+    """
+    inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=cwd or REPO_ROOT,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def store_uri(results_dir: Path) -> str:
+    """The default MLflow store `itr run --results-dir results_dir` writes to."""
+    return f"sqlite:///{results_dir / 'mlflow.db'}"
+
+
+def search_runs(results_dir: Path, experiment: str, filter_string: str = ""):
+    """All runs of `experiment` in the store under `results_dir`, as a DataFrame."""
+    import mlflow
+
+    client = mlflow.MlflowClient(store_uri(results_dir))
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000)
+    rows = []
+    for run in runs:
+        row = {"run_id": run.info.run_id, "status": run.info.status}
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def metric_history(results_dir: Path, run_id: str, key: str) -> list[float]:
+    """Values of a step metric in step order."""
+    import mlflow
+
+    history = mlflow.MlflowClient(store_uri(results_dir)).get_metric_history(run_id, key)
+    return [m.value for m in sorted(history, key=lambda m: m.step)]

@@ -1,0 +1,82 @@
+"""The README's demo, run as a user would, on the real embedded coco-demo set."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.helpers import DEMO_CONFIG, metric_history, run_itr, search_runs, store_uri
+
+CHANCE_T2I_R1 = 100 / 20  # 20 test images
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    results = tmp_path_factory.mktemp("demo-results")
+    out = run_itr("run", str(DEMO_CONFIG), "--results-dir", str(results))
+    assert out.code == 0, out.stderr[-3000:]
+    return out, results, search_runs(results, "demo")
+
+
+def board(results) -> pd.DataFrame:
+    return pd.read_csv(results / "demo" / "leaderboard.csv").set_index("method")
+
+
+def test_demo_prints_a_leaderboard_with_both_methods(demo):
+    out, _, _ = demo
+    rows = [line for line in out.stdout.splitlines() if "coco-demo" in line]
+    assert any("| vse++ " in row for row in rows) and any("| class-bridge " in row for row in rows)
+    assert "rsum" in out.stdout
+
+
+def test_demo_writes_csv_and_markdown(demo):
+    _, results, _ = demo
+    assert set(board(results).index) == {"vse++", "class-bridge"}
+    assert "class-bridge" in (results / "demo" / "leaderboard.md").read_text()
+
+
+def test_class_bridge_is_far_above_chance(demo):
+    _, results, _ = demo
+    bridge = board(results).loc["class-bridge"]
+    assert bridge["t2i_r1"] >= 4 * CHANCE_T2I_R1
+    assert bridge["rsum"] >= 300  # chance is 160
+
+
+def test_vse_plus_plus_training_loss_falls(demo):
+    _, results, runs = demo
+    run_id = runs.loc[runs["tags.itr.label"] == "vse++", "run_id"].item()
+    losses = metric_history(results, run_id, "train/loss")
+    assert len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first
+
+
+def test_each_job_is_a_child_run_with_params_metrics_and_tags(demo):
+    _, _, runs = demo
+    parent = runs[runs["tags.itr.kind"] == "experiment"]
+    children = runs[runs["tags.itr.kind"] == "job"]
+    assert len(parent) == 1 and len(children) == 2
+    assert set(children["tags.mlflow.parentRunId"]) == {parent["run_id"].item()}
+    vse = children[children["tags.itr.label"] == "vse++"].iloc[0]
+    assert vse["params.stages.main.loss.margin"] == "0.2"
+    assert vse["tags.itr.component.losses"] == "hardest-negative-triplet"
+    assert len(vse["tags.itr.config_hash"]) == 12
+    assert vse["metrics.full/rsum"] == pytest.approx(
+        sum(vse[f"metrics.full/{k}"] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"))
+    )
+
+
+def test_leaderboard_is_attached_to_the_experiment_run(demo):
+    _, results, runs = demo
+    parent_id = runs.loc[runs["tags.itr.kind"] == "experiment", "run_id"].item()
+    names = {a.path for a in mlflow.MlflowClient(store_uri(results)).list_artifacts(parent_id, "leaderboard")}
+    assert names == {"leaderboard/leaderboard.csv", "leaderboard/leaderboard.md"}
+
+
+def test_leaderboard_command_rebuilds_the_same_table(demo):
+    out, results, _ = demo
+    again = run_itr("leaderboard", str(DEMO_CONFIG), "--results-dir", str(results))
+    assert again.code == 0, again.stderr
+    table = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert [line for line in again.stdout.splitlines() if line.startswith("|")] == table
