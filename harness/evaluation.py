@@ -11,6 +11,7 @@ import sys
 
 import torch
 
+from harness.embeddings import Embeddings, concat
 from harness.metrics import recall_metrics
 from harness.training.model import RetrievalModel, SplitInputs, gather
 
@@ -20,22 +21,22 @@ PROTOCOLS = ("full",)
 @torch.inference_mode()
 def embed_split(
     model: RetrievalModel, data: SplitInputs, batch_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image embeddings [n_images, ...] and caption embeddings [n_captions, ...], on `device`."""
+) -> tuple[Embeddings, Embeddings]:
+    """Image and caption embeddings (Tensors [n, D] or `VectorSets`), float32 on `device`."""
     model.eval()
     images = [
-        model.encode_images(gather(data.image_features, index, device))
+        model.encode_images(gather(data.image_features, index, device)).float()
         for index in torch.arange(data.n_images).split(batch_size)
     ]
     texts = [
-        model.encode_texts(gather(data.text_inputs, index, device))
+        model.encode_texts(gather(data.text_inputs, index, device)).float()
         for index in torch.arange(data.n_captions).split(batch_size)
     ]
-    return torch.cat(images).float(), torch.cat(texts).float()
+    return concat(images), concat(texts)
 
 
 @torch.inference_mode()
-def score_matrix(model: RetrievalModel, images: torch.Tensor, texts: torch.Tensor, chunk: int) -> torch.Tensor:
+def score_matrix(model: RetrievalModel, images: Embeddings, texts: Embeddings, chunk: int) -> torch.Tensor:
     """scores [n_images, n_captions] (float32, CPU), computed block by block through the head."""
     scores = torch.empty(len(images), len(texts), dtype=torch.float32)
     for i in range(0, len(images), chunk):

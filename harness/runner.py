@@ -98,6 +98,7 @@ def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCa
                 epochs=stage.epochs,
                 loss=_component(registry, "loss", resolved["stages"][name]["loss"], f"{where}.stages.{name}.loss", ctx),
                 lr=stage.lr,
+                restart=stage.restart,
             )
             for name, stage in cfg.stages.items()
         ]

@@ -54,11 +54,16 @@ class TrainConfig(_Strict):
 
 
 class StageConfig(_Strict):
-    """One training stage: its own loss, epochs and learning rate; weights carry over."""
+    """One training stage: its own loss, epochs and learning rate; weights carry over.
+
+    ``restart = false`` continues the previous stage's optimizer and lr schedule (a loss warm-up);
+    the default starts both afresh (a new training phase).
+    """
 
     epochs: int = Field(ge=0)
     loss: ComponentRef
     lr: PositiveFloat | None = None
+    restart: bool = True
 
 
 class BackbonesConfig(_Strict):

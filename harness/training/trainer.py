@@ -26,12 +26,18 @@ from harness.training.model import RetrievalModel, SplitInputs, gather
 
 @dataclass
 class Stage:
-    """A built training stage: its loss module, epochs and (optional) learning-rate override."""
+    """A built training stage: its loss module, epochs and (optional) learning-rate override.
+
+    `restart` starts a fresh optimizer and lr schedule (a new training phase, e.g. D2S-VSE's
+    stage 2); False keeps the previous stage's optimizer state and counts its epochs on (a loss
+    warm-up, e.g. VSE∞'s first epoch with the VSE0 loss).
+    """
 
     name: str
     epochs: int
     loss: nn.Module
     lr: float | None = None
+    restart: bool = True
 
 
 EpochCallback = Callable[[str, int, dict[str, float]], None]
@@ -49,20 +55,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def lr_scales(model: nn.Module) -> dict[str, float]:
+    """Learning-rate multiplier of every trainable parameter, by name.
+
+    A submodule declares ``lr_scale = 0.1`` (e.g. a fine-tuned BERT inside a text encoder, as in
+    VSE∞) and every parameter below it trains at that fraction of the stage's lr; the nearest
+    declaring ancestor wins, the default is 1.
+    """
+    declared = {name: float(module.lr_scale) for name, module in model.named_modules() if hasattr(module, "lr_scale")}
+    scales = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        prefixes = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)] + [""]
+        scales[name] = next((declared[p] for p in prefixes if p in declared), 1.0)
+    return scales
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    """Adam or AdamW over the trainable parameters, one param group per lr multiplier."""
+    params = dict(model.named_parameters())
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, scale in lr_scales(model).items():
+        groups.setdefault(scale, []).append(params[name])
+    if not groups:
         raise UserError("the model has no trainable parameters but the method declares training stages")
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    param_groups = [{"params": group, "lr": lr * scale, "lr_scale": scale} for scale, group in groups.items()]
+    optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(param_groups, lr=lr, weight_decay=cfg.weight_decay)
 
 
-def stage_lr(base_lr: float, epoch_in_stage: int, cfg: TrainConfig) -> float:
-    """Step decay as in the VSE code bases: lr · decay^⌊epoch / every⌋."""
+def stage_lr(base_lr: float, schedule_epoch: int, cfg: TrainConfig) -> float:
+    """Step decay as in the VSE code bases: lr · decay^⌊epoch / every⌋, epochs counted from the
+    last stage that restarted the schedule."""
     if cfg.lr_decay_every is None:
         return base_lr
-    return base_lr * cfg.lr_decay ** (epoch_in_stage // cfg.lr_decay_every)
+    return base_lr * cfg.lr_decay ** (schedule_epoch // cfg.lr_decay_every)
 
 
 def fit(
@@ -80,14 +108,18 @@ def fit(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
     history: list[dict[str, float]] = []
     epoch = 0
+    optimizer: torch.optim.Optimizer | None = None
     for stage in stages:
-        base_lr = stage.lr or cfg.lr
-        optimizer = make_optimizer(model, cfg, base_lr)
+        if optimizer is None or stage.restart:
+            base_lr, schedule_epoch = stage.lr or cfg.lr, 0
+            optimizer = make_optimizer(model, cfg, base_lr)
+        elif stage.lr is not None:
+            base_lr = stage.lr
         stage.loss.to(device)
-        for epoch_in_stage in range(stage.epochs):
-            lr = stage_lr(base_lr, epoch_in_stage, cfg)
+        for _ in range(stage.epochs):
+            lr = stage_lr(base_lr, schedule_epoch, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             model.train()
             losses = []
             for captions in tqdm(_batches(data.n_captions, cfg.batch_size), desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None):
@@ -111,6 +143,7 @@ def fit(
             if on_epoch is not None:
                 on_epoch(stage.name, epoch, record)
             epoch += 1
+            schedule_epoch += 1
     return history
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from harness.experiment.config import TrainConfig
 from harness.training.model import RetrievalModel, SplitInputs
-from harness.training.trainer import NonFiniteLoss, Stage, _batches, fit, stage_lr
+from harness.training.trainer import NonFiniteLoss, Stage, _batches, fit, lr_scales, make_optimizer, stage_lr
 
 
 class Project(nn.Module):
@@ -58,6 +58,22 @@ def test_stages_run_in_order_with_their_own_lr_and_continue_the_weights():
     history = fit(model, toy_data(), [Stage("warmup", 2, InfoNCE()), Stage("main", 1, InfoNCE(), lr=1e-4)], cfg, torch.device("cpu"))
     assert [(h["stage"], h["epoch"], h["lr"]) for h in history] == [("warmup", 0, 1e-2), ("warmup", 1, 1e-2), ("main", 2, 1e-4)]
     assert not torch.equal(model.image_encoder.linear.weight, after_warmup)
+
+
+def test_a_continuing_stage_keeps_the_optimizer_and_the_schedule():
+    cfg = TrainConfig(batch_size=8, lr=1e-2, lr_decay_every=2, lr_decay=0.5)
+    stages = [Stage("warmup", 1, InfoNCE()), Stage("main", 3, InfoNCE(), restart=False)]
+    history = fit(toy_model(), toy_data(), stages, cfg, torch.device("cpu"))
+    assert [h["lr"] for h in history] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3])
+
+
+def test_a_submodule_lr_scale_trains_its_parameters_slower():
+    model = toy_model()
+    model.text_encoder.lr_scale = 0.1
+    scales = lr_scales(model)
+    assert scales["text_encoder.linear.weight"] == 0.1 and scales["image_encoder.linear.weight"] == 1.0
+    optimizer = make_optimizer(model, TrainConfig(), lr=1e-3)
+    assert sorted(group["lr"] for group in optimizer.param_groups) == pytest.approx([1e-4, 1e-3])
 
 
 def test_step_decay_multiplies_the_lr_every_n_epochs():
