@@ -12,10 +12,8 @@ import sys
 import torch
 
 from harness.embeddings import Embeddings, concat
-from harness.metrics import recall_metrics
+from harness.protocols import Protocol
 from harness.training.model import RetrievalModel, SplitInputs, gather
-
-PROTOCOLS = ("full",)
 
 
 @torch.inference_mode()
@@ -48,13 +46,13 @@ def score_matrix(model: RetrievalModel, images: Embeddings, texts: Embeddings, c
 def evaluate(
     model: RetrievalModel,
     data: SplitInputs,
-    protocols: list[str],
+    protocols: list[Protocol],
     *,
     batch_size: int,
     chunk: int,
     device: torch.device,
 ) -> dict[str, float]:
-    """Metrics for every protocol, keyed ``"{protocol}/{metric}"`` (e.g. ``full/rsum``).
+    """Metrics for every protocol, keyed ``"{protocol}/{metric}"`` (e.g. ``coco-1k/rsum``).
 
     Recalls count ties in the query's favour, as the papers do; ``{protocol}/rsum_tie_gap`` is
     how much rSum that rule gained over counting ties against the query. It is 0 for any model
@@ -62,16 +60,17 @@ def evaluate(
     """
     images, texts = embed_split(model, data, batch_size, device)
     scores = score_matrix(model, images, texts, chunk)
+    image_of_caption = data.image_of_caption.numpy()
     metrics: dict[str, float] = {}
     for protocol in protocols:
-        if protocol != "full":
-            raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-        optimistic = recall_metrics(scores, data.image_of_caption)
-        pessimistic = recall_metrics(scores, data.image_of_caption, ties="pessimistic")
-        for key, value in optimistic.items():
-            metrics[f"{protocol}/{key}"] = value
+        optimistic = protocol.metrics(scores, image_of_caption)
+        pessimistic = protocol.metrics(scores, image_of_caption, ties="pessimistic")
+        metrics.update({f"{protocol.name}/{key}": value for key, value in optimistic.items()})
         gap = optimistic["rsum"] - pessimistic["rsum"]
-        metrics[f"{protocol}/rsum_tie_gap"] = gap
+        metrics[f"{protocol.name}/rsum_tie_gap"] = gap
         if gap > 0:
-            print(f"warning: {protocol}: tied scores lift rSum by {gap:.1f} (pessimistic rSum {pessimistic['rsum']:.1f})", file=sys.stderr)
+            print(
+                f"warning: {protocol.name}: tied scores lift rSum by {gap:.1f} (pessimistic rSum {pessimistic['rsum']:.1f})",
+                file=sys.stderr,
+            )
     return metrics

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from harness.errors import UserError
+from harness.registry import closest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,13 +86,33 @@ class JobConfig(_Strict):
 
 
 class DatasetEntry(_Strict):
-    """A dataset of the experiment, the splits to train and test on, and the protocols."""
+    """A dataset of the experiment, the splits to train and test on, and the protocols.
+
+    `name` is a registered dataset (``coco-demo``) or format (``precomp``, ``karpathy``) and
+    `options` go to its factory; `label` is how results name it (default: `name`), so two
+    ``precomp`` datasets can sit side by side on one leaderboard.
+    """
 
     name: str
+    label: str | None = None
     train: str = "train"
     test: str = "test"
-    protocols: list[Literal["full"]] = Field(default_factory=lambda: ["full"], min_length=1)
+    protocols: list[str] = Field(default_factory=lambda: ["full"], min_length=1)
     options: dict[str, Any] = {}
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, protocols: list[str]) -> list[str]:
+        from harness.protocols import PROTOCOLS
+
+        for protocol in protocols:
+            if protocol not in PROTOCOLS:
+                raise ValueError(f"unknown protocol '{protocol}'{closest(protocol, PROTOCOLS)}; known: {', '.join(PROTOCOLS)}")
+        return protocols
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
 
 class ExperimentFile(_Strict):

@@ -1,0 +1,83 @@
+"""Evaluation protocols: which slices of the test score matrix are ranked, and how they average.
+
+The published tables use three protocols (vse_baselines.md §4.3); comparing numbers across them
+is the field's most common mistake, so a protocol checks the split it is given:
+
+- ``coco-1k``: the 5,000 COCO test images in 5 folds of 1,000 (by image order); each fold is
+  ranked on its own; every metric is the mean over folds and rSum is recomputed from the means
+  (equal to the mean of fold rSums; the printed "rsum" of SCAN's and vsepp's 5-fold code is wrong).
+- ``coco-5k``: all 5,000 images against all 25,000 captions.
+- ``f30k-1k``: the 1,000 Flickr30K test images.
+- ``full``: whatever the split holds, unchecked (small or custom datasets).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import UserError
+from harness.interfaces import RetrievalSplit
+from harness.metrics import metrics_from_ranks, positive_ranks
+
+
+RECALL_KEY = re.compile(r"(i2t|t2i)_r\d+")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A way of evaluating a test split.
+
+    Attributes:
+        name: the key in experiment files and MLflow metric names (``coco-1k/rsum``).
+        n_images: the number of test images the protocol is defined on (None: any).
+        folds: consecutive equal folds of images ranked separately and averaged.
+        captions_per_image: required captions per image (None: any).
+    """
+
+    name: str
+    n_images: int | None = None
+    folds: int = 1
+    captions_per_image: int | None = None
+
+    def check(self, split: RetrievalSplit) -> None:
+        """Refuse a split the protocol is not defined on, naming the dataset and split."""
+        where = f"protocol '{self.name}' on {split.dataset}:{split.split}"
+        if self.n_images is not None and split.n_images != self.n_images:
+            raise UserError(f"{where}: needs {self.n_images} test images, the split has {split.n_images}")
+        if self.captions_per_image is not None:
+            counts = np.bincount(split.image_of_caption, minlength=split.n_images)
+            if (counts != self.captions_per_image).any():
+                bad = int(np.flatnonzero(counts != self.captions_per_image)[0])
+                raise UserError(
+                    f"{where}: needs {self.captions_per_image} captions per image, image {split.image_ids[bad]} has {counts[bad]}"
+                )
+
+    def metrics(self, scores: np.ndarray, image_of_caption: np.ndarray, ties: str = "optimistic") -> dict[str, float]:
+        """Metrics of the protocol from the split's score matrix [n_images, n_captions]."""
+        n_images = scores.shape[0]
+        if self.folds == 1:
+            return metrics_from_ranks(*positive_ranks(scores, image_of_caption, ties=ties))
+        per_fold = []
+        for images in np.array_split(np.arange(n_images), self.folds):
+            captions = np.flatnonzero(np.isin(image_of_caption, images))
+            fold_scores = scores[images[0] : images[-1] + 1][:, captions]
+            per_fold.append(
+                metrics_from_ranks(*positive_ranks(fold_scores, image_of_caption[captions] - images[0], ties=ties))
+            )
+        means = {key: float(np.mean([fold[key] for fold in per_fold])) for key in per_fold[0]}
+        means["rsum"] = sum(value for key, value in means.items() if RECALL_KEY.fullmatch(key))
+        return means
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    protocol.name: protocol
+    for protocol in (
+        Protocol("full"),
+        Protocol("coco-1k", n_images=5000, folds=5, captions_per_image=5),
+        Protocol("coco-5k", n_images=5000, captions_per_image=5),
+        Protocol("f30k-1k", n_images=1000, captions_per_image=5),
+    )
+}
