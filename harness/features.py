@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from harness.interfaces import RetrievalSplit
 
@@ -102,13 +103,53 @@ class FeatureCache:
             raise
 
 
-def split_image_features(split: RetrievalSplit, backbone: Any, cache: FeatureCache) -> dict[str, np.ndarray]:
-    """Image features of a split: the precomputed arrays, or the backbone's outputs, cached."""
+SHARD_IMAGES = 2048
+"""Images per cache entry: an interrupted extraction resumes from the last finished shard."""
+
+
+class ShardedArray:
+    """Row-wise concatenation of arrays (memory-mapped cache shards) without copying them.
+
+    Supports what training and evaluation need: ``len``, ``shape``, ``dtype`` and reading rows
+    by an index array or a slice, which touches only the shards that hold those rows.
+    """
+
+    def __init__(self, shards: Sequence[np.ndarray]) -> None:
+        self.shards = list(shards)
+        self.offsets = np.cumsum([0] + [len(shard) for shard in self.shards])
+        self.shape = (int(self.offsets[-1]), *self.shards[0].shape[1:])
+        self.dtype = self.shards[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray | slice) -> np.ndarray:
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
+        shard_of_row = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for shard in np.unique(shard_of_row):
+            mine = shard_of_row == shard
+            out[mine] = self.shards[shard][rows[mine] - self.offsets[shard]]
+        return out
+
+
+def split_image_features(
+    split: RetrievalSplit, backbone: Any, cache: FeatureCache, shard_size: int = SHARD_IMAGES
+) -> Mapping[str, np.ndarray | ShardedArray]:
+    """Image features of a split: the precomputed arrays, or the backbone's outputs, cached in
+    shards of `shard_size` images so a long extraction survives an interruption."""
     if split.image_features is not None:
         return dict(split.image_features)
     assert split.image_paths is not None, "a split has either image paths or image features"
-    parts = {"backbone": backbone.fingerprint, "images": file_digest(split.image_paths)}
-    return cache.get_or_compute(parts, lambda: backbone.encode_images(split.image_paths))
+    starts = range(0, len(split.image_paths), shard_size)
+    shards = []
+    for start in tqdm(starts, desc=f"{split.dataset}:{split.split} image features", unit="shard", disable=None if len(starts) > 1 else True):
+        paths = split.image_paths[start : start + shard_size]
+        parts = {"backbone": backbone.fingerprint, "images": file_digest(paths)}
+        shards.append(cache.get_or_compute(parts, lambda paths=paths: backbone.encode_images(paths)))
+    if len(shards) == 1:
+        return shards[0]
+    return {name: ShardedArray([shard[name] for shard in shards]) for name in shards[0]}
 
 
 class CachedTextBackbone:

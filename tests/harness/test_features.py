@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.features import CachedTextBackbone, FeatureCache, file_digest, split_image_features
+from harness.features import CachedTextBackbone, FeatureCache, ShardedArray, file_digest, split_image_features
 from harness.interfaces import RetrievalSplit
 
 
@@ -90,3 +90,45 @@ def test_text_features_are_reused_across_backbone_instances(tmp_path):
     features = second.encode_texts(["a cat", "a dog"])
     assert encoded == [["a cat", "a dog"]]
     assert (second.cache.hits, features["sentence"].shape) == (1, (2, 2))
+
+
+class CountingBackbone:
+    fingerprint = "counting/v1"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.encoded: list[int] = []
+        self.fail_after = fail_after
+
+    def encode_images(self, paths):
+        if self.fail_after is not None and len(self.encoded) >= self.fail_after:
+            raise KeyboardInterrupt("stopped by the user")
+        self.encoded.append(len(paths))
+        return {"pooled": np.array([[float(p.read_bytes()[0])] for p in paths], dtype=np.float32)}
+
+
+def image_split(tmp_path, n: int) -> RetrievalSplit:
+    paths = []
+    for i in range(n):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(bytes([i]))
+        paths.append(path)
+    return RetrievalSplit("d", "train", tuple(map(str, range(n))), ("c",) * n, np.arange(n), image_paths=tuple(paths))
+
+
+def test_interrupted_extraction_resumes_from_the_last_finished_shard(tmp_path):
+    split, cache = image_split(tmp_path, 7), FeatureCache(tmp_path / "cache")
+    try:
+        split_image_features(split, CountingBackbone(fail_after=2), cache, shard_size=3)
+    except KeyboardInterrupt:
+        pass
+    resumed = CountingBackbone()
+    features = split_image_features(split, resumed, FeatureCache(tmp_path / "cache"), shard_size=3)
+    assert resumed.encoded == [1]  # only the last shard (images 6) was computed again
+    np.testing.assert_array_equal(features["pooled"][np.arange(7)][:, 0], np.arange(7))
+
+
+def test_sharded_array_reads_rows_across_shards_in_any_order():
+    sharded = ShardedArray([np.arange(3)[:, None], np.arange(3, 5)[:, None], np.arange(5, 9)[:, None]])
+    assert sharded.shape == (9, 1) and len(sharded) == 9
+    np.testing.assert_array_equal(sharded[np.array([8, 0, 4, 3])][:, 0], [8, 0, 4, 3])
+    np.testing.assert_array_equal(sharded[2:6][:, 0], [2, 3, 4, 5])
