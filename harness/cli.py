@@ -40,6 +40,12 @@ results_option = click.option(
     show_default=True,
     help="Where leaderboards and the default MLflow store go.",
 )
+cache_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Feature cache (default: $ITR_CACHE_DIR or ~/.cache/itr-harness/features).",
+)
 tracking_option = click.option(
     "--tracking-uri",
     default=None,
@@ -100,12 +106,7 @@ def plan(state: _State, experiment_file: Path) -> None:
 @click.argument("experiment_file", type=click.Path(path_type=Path))
 @results_option
 @tracking_option
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Feature cache (default: $ITR_CACHE_DIR or ~/.cache/itr-harness/features).",
-)
+@cache_option
 @click.pass_obj
 def run(state: _State, experiment_file: Path, results_dir: Path, tracking_uri: str | None, cache_dir: Path | None) -> None:
     """Run every job of EXPERIMENT_FILE, log it to MLflow and print the leaderboard."""
@@ -125,6 +126,132 @@ def run(state: _State, experiment_file: Path, results_dir: Path, tracking_uri: s
     click.echo(f"{len(outcome.finished)} jobs finished, {len(outcome.failed)} failed", err=True)
     if outcome.failed:
         sys.exit(1)
+
+
+@cli.command("eval")
+@click.argument("run_id")
+@click.option("--dataset", "dataset_name", default=None, help="Registered dataset to evaluate on (default: the job's).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. path=/data/coco_precomp (repeatable).")
+@click.option("--split", default=None, help="Split to evaluate (default: the job's test split).")
+@click.option("--protocol", "protocols", multiple=True, help="Protocol(s): full, coco-1k, coco-5k, f30k-1k (default: the job's).")
+@results_option
+@tracking_option
+@cache_option
+@click.pass_obj
+def eval_checkpoint(
+    state: _State,
+    run_id: str,
+    dataset_name: str | None,
+    options: tuple[str, ...],
+    split: str | None,
+    protocols: tuple[str, ...],
+    results_dir: Path,
+    tracking_uri: str | None,
+    cache_dir: Path | None,
+) -> None:
+    """Evaluate the checkpoint of job run RUN_ID (from `itr run`) on a dataset and protocol."""
+    import tempfile
+
+    from tabulate import tabulate
+
+    from harness.checkpoints import read_job
+    from harness.experiment.jobs import job_from_record
+    from harness.features import FeatureCache
+    from harness.runner import DataCatalog, evaluate_checkpoint
+    from harness.tracking import choose_tracking_uri, download_checkpoint
+
+    uri = choose_tracking_uri(tracking_uri, None, results_dir)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = download_checkpoint(uri, run_id, Path(folder))
+        job = job_from_record(read_job(checkpoint), f"run {run_id}")
+        target = _dataset_entry(job.dataset, dataset_name, options, split, protocols)
+        catalog = DataCatalog(state.host.registry, f"itr eval {run_id}")
+        metrics = evaluate_checkpoint(job, checkpoint, state.host.registry, catalog, FeatureCache(cache_dir), target)
+    rows = [[protocol, *(metrics[f"{protocol}/{key}"] for key in METRIC_COLUMNS)] for protocol in target.protocols]
+    click.echo(f"{job.label} (run {run_id}) on {target.title}:{target.test}")
+    click.echo(tabulate(rows, headers=["protocol", *METRIC_COLUMNS], tablefmt="github", floatfmt=".1f"))
+
+
+METRIC_COLUMNS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
+
+
+def _parse_options(options: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` pairs; a value is read as JSON when it parses (numbers, true, lists), else text."""
+    import json
+
+    parsed = {}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {option!r}: expected KEY=VALUE")
+        try:
+            parsed[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key] = raw
+    return parsed
+
+
+def _dataset_entry(job_dataset, dataset_name, options, split, protocols):
+    """The job's dataset entry with the command line's changes, validated like a file's."""
+    from pydantic import ValidationError
+
+    from harness.experiment.config import DatasetEntry, format_validation_error
+
+    fields = job_dataset.model_dump()
+    if dataset_name is not None:
+        fields.update(name=dataset_name, label=None, options={})
+    fields["options"].update(_parse_options(options))
+    if split is not None:
+        fields["test"] = split
+    if protocols:
+        fields["protocols"] = list(protocols)
+    try:
+        return DatasetEntry.model_validate(fields)
+    except ValidationError as exc:
+        raise UserError(format_validation_error("itr eval", exc)) from None
+
+
+@cli.command()
+@click.argument("dataset_name", metavar="DATASET")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
+@click.option("--split", "splits", multiple=True, help="Split(s) to extract (default: all).")
+@click.option("--image-backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--text-backbone", default="minilm", show_default=True)
+@click.option("--text/--no-text", default=True, show_default=True, help="Also cache frozen text features of the captions.")
+@cache_option
+@click.pass_obj
+def features(
+    state: _State,
+    dataset_name: str,
+    options: tuple[str, ...],
+    splits: tuple[str, ...],
+    image_backbone: str,
+    text_backbone: str,
+    text: bool,
+    cache_dir: Path | None,
+) -> None:
+    """Extract and cache the frozen backbone features of DATASET (resumes where it stopped)."""
+    from tabulate import tabulate
+
+    from harness.features import CachedTextBackbone, FeatureCache, split_image_features
+
+    registry = state.host.registry
+    dataset = registry.get("dataset", dataset_name).build(_parse_options(options), f"itr features {dataset_name}")
+    cache = FeatureCache(cache_dir)
+    image_model = registry.get("image-backbone", image_backbone).build({}, f"--image-backbone {image_backbone}")
+    frozen_text = CachedTextBackbone(
+        lambda: registry.get("text-backbone", text_backbone).build({}, f"--text-backbone {text_backbone}"), cache
+    )
+    rows = []
+    for split_name in splits or dataset.splits():
+        split = dataset.load(split_name)
+        arrays = dict(split_image_features(split, image_model, cache))
+        if text:
+            arrays.update({f"text.{name}": value for name, value in frozen_text.encode_texts(list(split.captions)).items()})
+        shapes = ", ".join(f"{name} {tuple(value.shape[1:])}" for name, value in arrays.items())
+        rows.append([split_name, split.n_images, split.n_captions, shapes])
+    click.echo(tabulate(rows, headers=["split", "images", "captions", "features (per item)"], tablefmt="simple"))
+    click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed", err=True)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ and the remaining jobs still run.
 from __future__ import annotations
 
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from harness.experiment.jobs import Job
 from harness.features import CachedTextBackbone, FeatureCache, split_image_features
 from harness.interfaces import BuildContext, RetrievalSplit
 from harness.plugin_manager import PluginHost
+from harness.protocols import PROTOCOLS
 from harness.registry import Registry
 
 
@@ -39,11 +41,14 @@ class DataCatalog:
         return self._splits[key]
 
     def preflight(self, jobs: list[Job]) -> None:
-        """Load every split any job needs, so malformed data stops the run before it starts."""
+        """Load every split any job needs and check it against the job's protocols, so malformed
+        data stops the run before it starts."""
         for job in jobs:
             if job.config.stages:
                 self.split(job.dataset, job.dataset.train)
-            self.split(job.dataset, job.dataset.test)
+            test_split = self.split(job.dataset, job.dataset.test)
+            for protocol in job.dataset.protocols:
+                PROTOCOLS[protocol].check(test_split)
 
 
 def _component(registry: Registry, kind: str, resolved: Mapping[str, Any], where: str, ctx: Any = None) -> Any:
@@ -51,30 +56,51 @@ def _component(registry: Registry, kind: str, resolved: Mapping[str, Any], where
     return registry.get(kind, resolved["name"]).build(options, where, ctx)
 
 
-def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any) -> dict[str, float]:
-    """Train (if the recipe has stages) and evaluate one job; returns ``{protocol/metric: value}``."""
-    import torch
+@dataclass
+class BuiltJob:
+    """A job's model, built on its device, and the means to feed it any split."""
 
-    from harness.evaluation import evaluate
+    model: Any
+    device: Any
+    ctx: BuildContext
+    image_backbone: Any
+    cache: FeatureCache
+
+    def inputs(self, split: RetrievalSplit) -> Any:
+        import torch
+
+        from harness.training.model import SplitInputs
+
+        return SplitInputs(
+            image_features=split_image_features(split, self.image_backbone, self.cache),
+            text_inputs=self.model.text_encoder.prepare(split.captions),
+            image_of_caption=torch.as_tensor(split.image_of_caption),
+        )
+
+
+def build_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache) -> BuiltJob:
+    """Build a job's components through the registry, seeded, before any training.
+
+    The build context offers the image features of the job's test split (their shapes) and the
+    captions of its training split (vocabularies), so a rebuilt job has the same parameters.
+    """
     from harness.training.device import resolve_device
-    from harness.training.model import RetrievalModel, SplitInputs
-    from harness.training.trainer import Stage, fit, seed_everything
+    from harness.training.model import RetrievalModel
+    from harness.training.trainer import seed_everything
 
-    cfg, resolved = job.config, job.resolved
-    where = f"methods.{job.label}"
-    device = resolve_device(cfg.train.device)
-
-    image_backbone = _LazyComponent(lambda: _component(registry, "image-backbone", resolved["backbones"]["image"], f"{where}.backbones.image"))
+    resolved, where = job.resolved, f"methods.{job.label}"
+    image_backbone = _LazyComponent(
+        lambda: _component(registry, "image-backbone", resolved["backbones"]["image"], f"{where}.backbones.image")
+    )
     frozen_text = CachedTextBackbone(
         lambda: _component(registry, "text-backbone", resolved["backbones"]["text"], f"{where}.backbones.text"), cache
     )
-    test_split = catalog.split(job.dataset, job.dataset.test)
-    train_split = catalog.split(job.dataset, job.dataset.train) if cfg.stages else None
-    test_features = split_image_features(test_split, image_backbone, cache)
+    test_features = split_image_features(catalog.split(job.dataset, job.dataset.test), image_backbone, cache)
+    train_captions = catalog.split(job.dataset, job.dataset.train).captions if job.config.stages else ()
     seed_everything(job.seed)  # after feature extraction, which may or may not run (cache), draws numbers
     ctx = BuildContext(
         image_feature_shapes={name: tuple(array.shape[1:]) for name, array in test_features.items()},
-        train_captions=train_split.captions if train_split is not None else (),
+        train_captions=train_captions,
         frozen_text=frozen_text,
         seed=job.seed,
     )
@@ -83,35 +109,69 @@ def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCa
         _component(registry, "text-encoder", resolved["text_encoder"], f"{where}.text_encoder", ctx),
         _component(registry, "similarity-head", resolved["similarity_head"], f"{where}.similarity_head", ctx),
     )
+    device = resolve_device(job.config.train.device)
+    return BuiltJob(model.to(device), device, ctx, image_backbone, cache)
 
-    def inputs(split: RetrievalSplit, features: Mapping[str, Any]) -> SplitInputs:
-        return SplitInputs(
-            image_features=features,
-            text_inputs=model.text_encoder.prepare(split.captions),
-            image_of_caption=torch.as_tensor(split.image_of_caption),
+
+def _stages(job: Job, registry: Registry, ctx: BuildContext) -> list[Any]:
+    from harness.training.trainer import Stage
+
+    return [
+        Stage(
+            name=name,
+            epochs=stage.epochs,
+            loss=_component(registry, "loss", job.resolved["stages"][name]["loss"], f"methods.{job.label}.stages.{name}.loss", ctx),
+            lr=stage.lr,
+            restart=stage.restart,
         )
+        for name, stage in job.config.stages.items()
+    ]
 
-    if train_split is not None:
-        stages = [
-            Stage(
-                name=name,
-                epochs=stage.epochs,
-                loss=_component(registry, "loss", resolved["stages"][name]["loss"], f"{where}.stages.{name}.loss", ctx),
-                lr=stage.lr,
-                restart=stage.restart,
-            )
-            for name, stage in cfg.stages.items()
-        ]
-        train_inputs = inputs(train_split, split_image_features(train_split, image_backbone, cache))
-        fit(model, train_inputs, stages, cfg.train, device, on_epoch=log.epoch)
+
+def _evaluate(job: Job, built: BuiltJob, split: RetrievalSplit, protocols: list[str]) -> dict[str, float]:
+    from harness.evaluation import evaluate
+
     return evaluate(
-        model.to(device),
-        inputs(test_split, test_features),
-        list(job.dataset.protocols),
-        batch_size=cfg.train.eval_batch_size,
-        chunk=cfg.train.score_chunk,
-        device=device,
+        built.model,
+        built.inputs(split),
+        [PROTOCOLS[name] for name in protocols],
+        batch_size=job.config.train.eval_batch_size,
+        chunk=job.config.train.score_chunk,
+        device=built.device,
     )
+
+
+def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any) -> dict[str, float]:
+    """Train (if the recipe has stages), checkpoint and evaluate one job; ``{protocol/metric: value}``."""
+    from harness import checkpoints
+    from harness.training.trainer import fit
+
+    built = build_job(job, registry, catalog, cache)
+    if job.config.stages:
+        train_inputs = built.inputs(catalog.split(job.dataset, job.dataset.train))
+        fit(built.model, train_inputs, _stages(job, registry, built.ctx), job.config.train, built.device, on_epoch=log.epoch)
+    with tempfile.TemporaryDirectory() as folder:
+        log.checkpoint(checkpoints.save(built.model, job, Path(folder)))
+    return _evaluate(job, built, catalog.split(job.dataset, job.dataset.test), list(job.dataset.protocols))
+
+
+def evaluate_checkpoint(
+    job: Job,
+    checkpoint: Path,
+    registry: Registry,
+    catalog: DataCatalog,
+    cache: FeatureCache,
+    dataset: DatasetEntry,
+) -> dict[str, float]:
+    """Rebuild `job`'s model, load its trained weights, and evaluate on `dataset`'s test split."""
+    from harness import checkpoints
+
+    built = build_job(job, registry, catalog, cache)
+    checkpoints.load_weights(built.model, checkpoint)
+    split = catalog.split(dataset, dataset.test)
+    for protocol in dataset.protocols:
+        PROTOCOLS[protocol].check(split)
+    return _evaluate(job, built, split, list(dataset.protocols))
 
 
 class _LazyComponent:
@@ -157,6 +217,7 @@ def run_experiment(
                 with tracker.job_run(job) as log:
                     metrics = run_job(job, host.registry, catalog, cache, log)
                     log.metrics(metrics)
+                    print(f"      rsum {metrics.get(f'{job.dataset.protocols[0]}/rsum', float('nan')):.1f}, run {log.run_id}", file=sys.stderr)
             except UserError:
                 raise
             except Exception as exc:  # one failing job must not take the grid down

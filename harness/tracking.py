@@ -19,6 +19,7 @@ import harness
 from harness.errors import UserError
 
 JOB_KIND = "job"
+CHECKPOINT_ARTIFACTS = "checkpoint"
 EXPERIMENT_KIND = "experiment"
 
 
@@ -91,28 +92,35 @@ class Tracker:
             "itr.kind": JOB_KIND,
             "itr.label": job.label,
             "itr.method": job.method,
-            "itr.dataset": job.dataset.name,
+            "itr.dataset": job.dataset.title,
             "itr.seed": str(job.seed),
             "itr.config_hash": job.config_hash,
             "itr.version": harness.__version__,
             **{f"itr.component.{role}": name for role, name in job.components().items()},
         }
-        with self.mlflow.start_run(experiment_id=self._experiment_id, run_name=job.title, nested=True, tags=tags):
-            params = {**job.params(), "dataset.name": job.dataset.name, "dataset.train": job.dataset.train,
-                      "dataset.test": job.dataset.test, "seed": str(job.seed)}
+        with self.mlflow.start_run(experiment_id=self._experiment_id, run_name=job.title, nested=True, tags=tags) as run:
+            params = {**job.params(), **{f"dataset.{k}": str(v) for k, v in _flat_dataset(job.dataset)}, "seed": str(job.seed)}
             self.mlflow.log_params({key: value[:6000] for key, value in params.items()})
             try:
-                yield JobLog(self.mlflow)
+                yield JobLog(self.mlflow, run.info.run_id)
             except BaseException as exc:  # recorded, then MLflow marks the run FAILED on the way out
                 self.mlflow.set_tag("itr.error", f"{type(exc).__name__}: {exc}"[:5000])
                 raise
 
 
+def _flat_dataset(entry: Any) -> list[tuple[str, Any]]:
+    """The dataset entry as (dotted key, value) pairs, options flattened."""
+    fields = entry.model_dump()
+    options = fields.pop("options")
+    return [*fields.items(), *((f"options.{key}", value) for key, value in options.items())]
+
+
 class JobLog:
     """What a running job may record in its child run."""
 
-    def __init__(self, mlflow: Any) -> None:
+    def __init__(self, mlflow: Any, run_id: str) -> None:
         self._mlflow = mlflow
+        self.run_id = run_id
 
     def epoch(self, stage: str, epoch: int, record: Mapping[str, float]) -> None:
         self._mlflow.log_metrics({f"train/{key}": value for key, value in record.items()}, step=epoch)
@@ -120,6 +128,10 @@ class JobLog:
 
     def metrics(self, metrics: Mapping[str, float]) -> None:
         self._mlflow.log_metrics(dict(metrics))
+
+    def checkpoint(self, folder: Path) -> None:
+        """Attach a checkpoint folder (weights + job record) as the run's ``checkpoint`` artifacts."""
+        self._mlflow.log_artifacts(str(folder), artifact_path=CHECKPOINT_ARTIFACTS)
 
 
 def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_path: str) -> None:
@@ -129,6 +141,23 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_pa
     client = mlflow.MlflowClient(tracking_uri)
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def download_checkpoint(tracking_uri: str, run_id: str, folder: Path) -> Path:
+    """Fetch a job run's checkpoint artifacts into `folder`; a UserError if there are none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient(tracking_uri).get_run(run_id)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=CHECKPOINT_ARTIFACTS, dst_path=str(folder), tracking_uri=tracking_uri
+        )
+    except MlflowException as exc:
+        raise UserError(f"run {run_id} in {tracking_uri}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise UserError(f"run {run_id} in {tracking_uri}: no checkpoint artifacts ({exc})") from None
+    return Path(path)
 
 
 def require_experiment(tracking_uri: str, name: str) -> str:

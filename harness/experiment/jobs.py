@@ -49,7 +49,7 @@ class Job:
 
     @property
     def title(self) -> str:
-        return f"{self.label} on {self.dataset.name} (seed {self.seed})"
+        return f"{self.label} on {self.dataset.title} (seed {self.seed})"
 
     def components(self) -> dict[str, str]:
         """Role -> component name, for tags and the leaderboard."""
@@ -153,7 +153,8 @@ def expand_jobs(experiment: ExperimentFile, registry: Registry, source: str) -> 
         method, config, resolved = resolve_method(registry, label, overrides, f"{source}: methods.{label}")
         for entry in experiment.datasets:
             for seed in experiment.seeds:
-                payload = {"method": method, "config": resolved, "dataset": entry.model_dump(), "seed": seed}
+                dataset = entry.model_dump(exclude={"label"})
+                payload = {"method": method, "config": resolved, "dataset": dataset, "seed": seed}
                 jobs.append(
                     Job(
                         label=label,
@@ -172,3 +173,21 @@ def plan(path: Path, registry: Registry) -> tuple[ExperimentFile, list[Job]]:
     """Load, validate and expand an experiment file."""
     experiment = load_experiment_file(path)
     return experiment, expand_jobs(experiment, registry, str(path))
+
+
+def job_from_record(record: Mapping[str, Any], where: str) -> Job:
+    """Rebuild a `Job` from a checkpoint's job record (`harness.checkpoints.job_record`)."""
+    try:
+        return Job(
+            label=record["label"],
+            method=record["method"],
+            dataset=DatasetEntry.model_validate(record["dataset"]),
+            seed=int(record["seed"]),
+            config=JobConfig.model_validate(record["resolved"]),
+            resolved=record["resolved"],
+            config_hash=record["config_hash"],
+        )
+    except KeyError as exc:
+        raise UserError(f"{where}: job record lacks {exc}") from None
+    except ValidationError as exc:
+        raise UserError(format_validation_error(where, exc)) from None

@@ -1,0 +1,59 @@
+"""`itr run` checkpoints every job; `itr eval` rebuilds the model from it and evaluates."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import run_itr, search_runs
+
+EXPERIMENT = """
+name = "ckpt"
+[[datasets]]
+name = "coco-demo"
+[methods."vse++"]
+text_encoder.min_count = 1
+image_encoder.embed_dim = 64
+text_encoder.embed_dim = 64
+train.batch_size = 32
+stages.main.epochs = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    (folder / "exp.toml").write_text(EXPERIMENT)
+    out = run_itr("run", str(folder / "exp.toml"), "--results-dir", str(folder / "results"))
+    assert out.code == 0, out.stderr[-2000:]
+    run_id = re.search(r"run ([0-9a-f]{32})", out.stderr).group(1)
+    return folder / "results", run_id
+
+
+def test_eval_of_the_checkpoint_reproduces_the_logged_metrics(trained):
+    results, run_id = trained
+    logged = search_runs(results, "ckpt", "tags.`itr.kind` = 'job'").iloc[0]
+    out = run_itr("eval", run_id, "--results-dir", str(results))
+    assert out.code == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| full"))
+    assert float(row.split("|")[-2]) == pytest.approx(logged["metrics.full/rsum"], abs=0.05)
+
+
+def test_eval_on_another_split(trained):
+    results, run_id = trained
+    out = run_itr("eval", run_id, "--results-dir", str(results), "--split", "train")
+    assert out.code == 0 and "on coco-demo:train" in out.stdout
+
+
+def test_eval_refuses_a_protocol_the_split_does_not_fit(trained):
+    results, run_id = trained
+    out = run_itr("eval", run_id, "--results-dir", str(results), "--protocol", "coco-1k")
+    assert out.code == 2
+    assert "needs 5000 test images, the split has 20" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_of_an_unknown_run_is_one_line(trained):
+    results, _ = trained
+    out = run_itr("eval", "0" * 32, "--results-dir", str(results))
+    assert out.code == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr
