@@ -21,10 +21,13 @@ class VectorSets:
     Attributes:
         vectors: [B, N_max, D], rows past each set's length are zero.
         lengths: int64 [B], the number of real vectors in each set (>= 1).
+        summary: optional [B, D'] global vector travelling with each set (e.g. AsCL's CNN
+            vector beside its regions); sliced and concatenated along with the sets.
     """
 
     vectors: torch.Tensor
     lengths: torch.Tensor
+    summary: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -32,13 +35,15 @@ class VectorSets:
     def __getitem__(self, index: slice | torch.Tensor) -> "VectorSets":
         lengths = self.lengths[index]
         width = int(lengths.max()) if len(lengths) else 0
-        return VectorSets(self.vectors[index][:, :width], lengths)
+        summary = None if self.summary is None else self.summary[index]
+        return VectorSets(self.vectors[index][:, :width], lengths, summary)
 
     def to(self, device: torch.device | str) -> "VectorSets":
-        return VectorSets(self.vectors.to(device), self.lengths.to(device))
+        summary = None if self.summary is None else self.summary.to(device)
+        return VectorSets(self.vectors.to(device), self.lengths.to(device), summary)
 
     def float(self) -> "VectorSets":
-        return VectorSets(self.vectors.float(), self.lengths)
+        return VectorSets(self.vectors.float(), self.lengths, None if self.summary is None else self.summary.float())
 
     def mask(self) -> torch.Tensor:
         """bool [B, N_max], True for real vectors."""
@@ -56,4 +61,5 @@ def concat(parts: Sequence[Embeddings]) -> Embeddings:
         return torch.cat(list(parts))
     width = max(part.vectors.shape[1] for part in parts)
     vectors = torch.cat([torch.nn.functional.pad(p.vectors, (0, 0, 0, width - p.vectors.shape[1])) for p in parts])
-    return VectorSets(vectors, torch.cat([p.lengths for p in parts]))
+    summary = None if parts[0].summary is None else torch.cat([p.summary for p in parts])
+    return VectorSets(vectors, torch.cat([p.lengths for p in parts]), summary)

@@ -15,8 +15,9 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -163,6 +164,17 @@ class CachedTextBackbone:
         self._build_backbone = build_backbone
         self._backbone: Any = None
         self.cache = cache
+        self._transient = False
+
+    @contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Encode without storing: for captions generated once per batch (AsCL's T⁺), which
+        would otherwise fill the disk with entries nobody reads again."""
+        self._transient = True
+        try:
+            yield
+        finally:
+            self._transient = False
 
     @property
     def backbone(self) -> Any:
@@ -171,6 +183,8 @@ class CachedTextBackbone:
         return self._backbone
 
     def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if self._transient:
+            return self.backbone.encode_texts(list(texts))
         digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
         parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
         return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))

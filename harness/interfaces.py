@@ -171,20 +171,29 @@ class Loss(Protocol):
     def forward(self, scores: "torch.Tensor", image_ids: "torch.Tensor") -> "torch.Tensor": ...
 
 
-class SampleGenerator(Protocol):
-    """Makes extra positives or negatives for a training batch (AsCL-style).
+class TextSampleGenerator(Protocol):
+    """Makes one generated *positive* caption per caption, before encoding (AsCL's T⁺).
 
-    `level` is ``text`` (acts on caption strings before encoding) or ``feature`` (acts on
-    embeddings after encoding).
+    ``__call__(captions, siblings, rng)``: `captions` are the batch's captions, `siblings[k]` all
+    captions of the image of caption k (itself included), `rng` the job's seeded generator;
+    returns one caption string per input caption.
     """
 
-    level: ClassVar[str]
+    level: ClassVar[str]  # "text"
+
+    def __call__(self, captions: Sequence[str], siblings: Sequence[Sequence[str]], rng: Any) -> list[str]: ...
 
 
-class Executor(Protocol):
-    """Runs the jobs of an experiment (in process, worker processes, a cluster)."""
+class FeatureSampleGenerator(Protocol):
+    """Makes one generated *negative* per caption from its embedding, after encoding (AsCL §2.2).
 
-    def run(self, jobs: Sequence[Any], run_job: Any) -> list[Any]: ...
+    ``__call__(texts, rng)``: caption embeddings (Tensor [B, D] or `VectorSets`) -> embeddings of
+    the same kind and size; the trainer appends them as extra columns of the score matrix.
+    """
+
+    level: ClassVar[str]  # "feature"
+
+    def __call__(self, texts: Any, rng: "torch.Generator") -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class BuiltJob:
             image_features=split_image_features(split, self.image_backbone, self.cache),
             text_inputs=self.model.text_encoder.prepare(split.captions),
             image_of_caption=torch.as_tensor(split.image_of_caption),
+            captions=split.captions,
         )
 
 
@@ -128,6 +129,31 @@ def _stages(job: Job, registry: Registry, ctx: BuildContext) -> list[Any]:
     ]
 
 
+def _samples(job: Job, registry: Registry, built: BuiltJob) -> Any:
+    """The job's generated-sample plan, or None when it generates nothing."""
+    from harness.training.samples import GeneratedSamples
+
+    cfg, resolved = job.config.generators, job.resolved["generators"]
+    if not cfg.positives and not cfg.negatives:
+        return None
+
+    def build(group: str) -> list[Any]:
+        return [
+            _component(registry, "sample-generator", ref, f"methods.{job.label}.generators.{group}.{index}", built.ctx)
+            for index, ref in enumerate(resolved[group])
+        ]
+
+    return GeneratedSamples(
+        positives=build("positives"),
+        negatives=build("negatives"),
+        positive_weight=cfg.positive_weight,
+        positive_mix=cfg.positive_mix,
+        negative_mix=cfg.negative_mix,
+        frozen_text=built.ctx.frozen_text,
+        seed=job.seed,
+    )
+
+
 def _evaluate(job: Job, built: BuiltJob, split: RetrievalSplit, protocols: list[str]) -> dict[str, float]:
     from harness.evaluation import evaluate
 
@@ -149,7 +175,15 @@ def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCa
     built = build_job(job, registry, catalog, cache)
     if job.config.stages:
         train_inputs = built.inputs(catalog.split(job.dataset, job.dataset.train))
-        fit(built.model, train_inputs, _stages(job, registry, built.ctx), job.config.train, built.device, on_epoch=log.epoch)
+        fit(
+            built.model,
+            train_inputs,
+            _stages(job, registry, built.ctx),
+            job.config.train,
+            built.device,
+            on_epoch=log.epoch,
+            samples=_samples(job, registry, built),
+        )
     with tempfile.TemporaryDirectory() as folder:
         log.checkpoint(checkpoints.save(built.model, job, Path(folder)))
     return _evaluate(job, built, catalog.split(job.dataset, job.dataset.test), list(job.dataset.protocols))

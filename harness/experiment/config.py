@@ -67,6 +67,23 @@ class StageConfig(_Strict):
     restart: bool = True
 
 
+class GeneratorsConfig(_Strict):
+    """Generated training samples (AsCL §2): text-level positives T⁺ and feature-level negatives.
+
+    With positives, a step has two passes and L = (1 − w)·L(I, T) + w·L(I, T⁺) with
+    w = `positive_weight` (the AsCL paper: 0.5; its public code: 0.6). Negatives add one generated
+    caption per caption as extra score columns in every pass. `*_mix` says whether one strategy is
+    drawn for the whole batch or one per caption (the code: per caption for positives, per batch
+    for negatives).
+    """
+
+    positives: list[ComponentRef] = []
+    negatives: list[ComponentRef] = []
+    positive_weight: float = Field(0.5, ge=0.0, le=1.0)
+    positive_mix: Literal["per-caption", "per-batch"] = "per-caption"
+    negative_mix: Literal["per-caption", "per-batch"] = "per-batch"
+
+
 class BackbonesConfig(_Strict):
     """Frozen backbones that turn raw images and captions into cached features."""
 
@@ -83,6 +100,7 @@ class JobConfig(_Strict):
     backbones: BackbonesConfig = BackbonesConfig()
     train: TrainConfig = TrainConfig()
     stages: dict[str, StageConfig] = {}
+    generators: GeneratorsConfig = GeneratorsConfig()
 
 
 class DatasetEntry(_Strict):

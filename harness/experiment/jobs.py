@@ -55,6 +55,8 @@ class Job:
         """Role -> component name, for tags and the leaderboard."""
         roles = {role: getattr(self.config, role).name for role in COMPONENT_KINDS}
         roles["losses"] = ",".join(stage.loss.name for stage in self.config.stages.values()) or "-"
+        generators = [*self.config.generators.positives, *self.config.generators.negatives]
+        roles["generators"] = ",".join(ref.name for ref in generators) or "-"
         return roles
 
     def params(self) -> dict[str, str]:
@@ -137,6 +139,11 @@ def resolve_method(
     }
     for stage_name, stage in config.stages.items():
         resolved["stages"][stage_name]["loss"] = component("loss", stage.loss, f"stages.{stage_name}.loss")
+    for group in ("positives", "negatives"):
+        refs = getattr(config.generators, group)
+        resolved["generators"][group] = [
+            component("sample-generator", ref, f"generators.{group}.{index}") for index, ref in enumerate(refs)
+        ]
     return method_name, config, resolved
 
 

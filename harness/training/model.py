@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,11 +18,13 @@ class SplitInputs:
         image_features: {name: array [n_images, ...]}; numpy (possibly memory-mapped) or tensors.
         text_inputs: {name: Tensor [n_captions, ...]} from `TextEncoder.prepare`.
         image_of_caption: int64 [n_captions].
+        captions: the caption strings, for text-level sample generators.
     """
 
     image_features: Mapping[str, np.ndarray | torch.Tensor]
     text_inputs: Mapping[str, torch.Tensor]
     image_of_caption: torch.Tensor
+    captions: Sequence[str] = ()
 
     @property
     def n_images(self) -> int:

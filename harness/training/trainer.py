@@ -20,8 +20,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.errors import UserError
+from harness.embeddings import concat
 from harness.experiment.config import TrainConfig
 from harness.training.model import RetrievalModel, SplitInputs, gather
+from harness.training.samples import GeneratedSamples
 
 
 @dataclass
@@ -100,8 +102,15 @@ def fit(
     cfg: TrainConfig,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
+    samples: GeneratedSamples | None = None,
 ) -> list[dict[str, float]]:
-    """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr)."""
+    """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr).
+
+    With generated `samples`, each step scores the images against the real captions and, if
+    there are positive generators, against generated positives too (a second pass), each pass
+    with the generated negatives appended as extra caption columns (AsCL §4).
+    """
+    siblings = _siblings(data) if samples is not None and samples.positives else None
     model.to(device)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -125,9 +134,7 @@ def fit(
             for captions in tqdm(_batches(data.n_captions, cfg.batch_size), desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None):
                 images = data.image_of_caption[captions]
                 with autocast():
-                    image_emb = model.encode_images(gather(data.image_features, images, device))
-                    text_emb = model.encode_texts(gather(data.text_inputs, captions, device))
-                    loss = stage.loss(model.score(image_emb, text_emb), images.to(device))
+                    loss = _step_loss(model, data, captions, images, stage.loss, samples, siblings, device)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"stage '{stage.name}' epoch {epoch + 1}: loss is {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
@@ -145,6 +152,44 @@ def fit(
             epoch += 1
             schedule_epoch += 1
     return history
+
+
+def _step_loss(
+    model: RetrievalModel,
+    data: SplitInputs,
+    captions: torch.Tensor,
+    images: torch.Tensor,
+    loss_fn: nn.Module,
+    samples: GeneratedSamples | None,
+    siblings: list[list[str]] | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """The loss of one batch: scores [B, B (+ B generated negatives)] per pass, weighted."""
+    image_emb = model.encode_images(gather(data.image_features, images, device))
+    image_ids = images.to(device)
+
+    def pass_loss(text_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        text_emb = model.encode_texts(text_inputs)
+        if samples is not None and samples.negatives:
+            text_emb = concat([text_emb, samples.negative_embeddings(text_emb)])
+        return loss_fn(model.score(image_emb, text_emb), image_ids)
+
+    loss = pass_loss(gather(data.text_inputs, captions, device))
+    if samples is None or not samples.positives:
+        return loss
+    rows = captions.tolist()
+    generated = samples.positive_captions([data.captions[k] for k in rows], [siblings[k] for k in rows])
+    with samples.encoding_context():
+        positive_inputs = {name: value.to(device) for name, value in model.text_encoder.prepare(generated).items()}
+    return (1 - samples.positive_weight) * loss + samples.positive_weight * pass_loss(positive_inputs)
+
+
+def _siblings(data: SplitInputs) -> list[list[str]]:
+    """For every caption, all captions of its image (itself included)."""
+    by_image: dict[int, list[str]] = {}
+    for caption, image in zip(data.captions, data.image_of_caption.tolist()):
+        by_image.setdefault(image, []).append(caption)
+    return [by_image[image] for image in data.image_of_caption.tolist()]
 
 
 def _batches(n_items: int, batch_size: int) -> list[torch.Tensor]:

@@ -33,3 +33,11 @@ def test_concat_repads_to_the_widest_part():
 def test_concat_of_global_embeddings_is_torch_cat():
     a, b = torch.randn(2, 4), torch.randn(3, 4)
     torch.testing.assert_close(concat([a, b]), torch.cat([a, b]))
+
+
+def test_a_summary_vector_travels_with_its_set():
+    a = VectorSets(torch.ones(2, 1, 3), torch.tensor([1, 1]), summary=torch.tensor([[1.0], [2.0]]))
+    b = VectorSets(torch.ones(1, 2, 3), torch.tensor([2]), summary=torch.tensor([[3.0]]))
+    whole = concat([a, b])
+    assert whole.summary[:, 0].tolist() == [1.0, 2.0, 3.0]
+    assert whole[torch.tensor([2, 0])].summary[:, 0].tolist() == [3.0, 1.0]
