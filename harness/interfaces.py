@@ -154,7 +154,10 @@ class SimilarityHead(Protocol):
     """Scores every image against every caption: [n_i, ...] x [n_c, ...] -> [n_i, n_c].
 
     A head must score each pair independently of the other items in the batch; evaluation
-    calls it on chunks and relies on that.
+    calls it on chunks and relies on that. The one exception exists to reproduce public code
+    that leaks: a head with ``reads_pairing_labels = True`` is evaluated once on the whole split
+    through ``score_with_pairing(images, texts, image_of_caption)``; the harness warns, and the
+    conformance checks flag it.
     """
 
     def forward(self, images: "torch.Tensor", texts: "torch.Tensor") -> "torch.Tensor": ...

@@ -45,8 +45,10 @@ class TrainConfig(_Strict):
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: PositiveFloat = 2e-4
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_decay_every: PositiveInt | None = Field(15, description="multiply lr by lr_decay every N epochs")
+    lr_schedule: Literal["step", "cosine"] = "step"
+    lr_decay_every: PositiveInt | None = Field(15, description="step: multiply lr by lr_decay every N epochs")
     lr_decay: float = Field(0.1, gt=0.0, le=1.0)
+    lr_min: float = Field(0.0, ge=0.0, description="cosine: the lr reached at the end of the stage")
     grad_clip: PositiveFloat | None = 2.0
     device: str = "auto"
     amp: bool = True

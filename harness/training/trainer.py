@@ -87,9 +87,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim
     return optimizer_class(param_groups, lr=lr, weight_decay=cfg.weight_decay)
 
 
-def stage_lr(base_lr: float, schedule_epoch: int, cfg: TrainConfig) -> float:
-    """Step decay as in the VSE code bases: lr · decay^⌊epoch / every⌋, epochs counted from the
-    last stage that restarted the schedule."""
+def stage_lr(base_lr: float, schedule_epoch: int, cfg: TrainConfig, schedule_length: int = 1) -> float:
+    """The lr of an epoch, counted from the last stage that restarted the schedule.
+
+    ``step``: lr · decay^⌊epoch / every⌋ (the VSE code bases). ``cosine``: annealed from lr to
+    `lr_min` over `schedule_length` epochs, stepped once per epoch (AsCL's CosineAnnealingLR).
+    """
+    if cfg.lr_schedule == "cosine":
+        progress = schedule_epoch / max(schedule_length, 1)
+        return cfg.lr_min + (base_lr - cfg.lr_min) * (1 + math.cos(math.pi * progress)) / 2
     if cfg.lr_decay_every is None:
         return base_lr
     return base_lr * cfg.lr_decay ** (schedule_epoch // cfg.lr_decay_every)
@@ -118,15 +124,16 @@ def fit(
     history: list[dict[str, float]] = []
     epoch = 0
     optimizer: torch.optim.Optimizer | None = None
-    for stage in stages:
+    for index, stage in enumerate(stages):
         if optimizer is None or stage.restart:
             base_lr, schedule_epoch = stage.lr or cfg.lr, 0
             optimizer = make_optimizer(model, cfg, base_lr)
+            schedule_length = _schedule_length(stages, index)
         elif stage.lr is not None:
             base_lr = stage.lr
         stage.loss.to(device)
         for _ in range(stage.epochs):
-            lr = stage_lr(base_lr, schedule_epoch, cfg)
+            lr = stage_lr(base_lr, schedule_epoch, cfg, schedule_length)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             model.train()
@@ -152,6 +159,16 @@ def fit(
             epoch += 1
             schedule_epoch += 1
     return history
+
+
+def _schedule_length(stages: list[Stage], start: int) -> int:
+    """Epochs from stage `start` through the stages that continue its schedule."""
+    length = stages[start].epochs
+    for stage in stages[start + 1 :]:
+        if stage.restart:
+            break
+        length += stage.epochs
+    return length
 
 
 def _step_loss(

@@ -81,6 +81,12 @@ def test_step_decay_multiplies_the_lr_every_n_epochs():
     assert [stage_lr(2e-4, epoch, cfg) for epoch in (0, 14, 15, 29, 30)] == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5, 2e-6])
 
 
+def test_cosine_schedule_anneals_to_lr_min_over_the_schedule():
+    cfg = TrainConfig(lr_schedule="cosine", lr_min=1e-4)
+    lrs = [stage_lr(5e-4, epoch, cfg, schedule_length=20) for epoch in (0, 10, 20)]
+    assert lrs == pytest.approx([5e-4, 3e-4, 1e-4])
+
+
 def test_non_finite_loss_stops_the_job():
     class Exploding(nn.Module):
         def forward(self, scores, image_ids):
