@@ -109,8 +109,8 @@ class DatasetEntry(_Strict):
     """A dataset of the experiment, the splits to train and test on, and the protocols.
 
     `name` is a registered dataset (``coco-demo``) or format (``precomp``, ``karpathy``) and
-    `options` go to its factory; `label` is how results name it (default: `name`), so two
-    ``precomp`` datasets can sit side by side on one leaderboard.
+    `options` go to its factory; `label` is how results name it (default: the ``name`` option of
+    a format, else `name`), so two ``precomp`` datasets can sit side by side on one leaderboard.
     """
 
     name: str
@@ -132,7 +132,7 @@ class DatasetEntry(_Strict):
 
     @property
     def title(self) -> str:
-        return self.label or self.name
+        return self.label or str(self.options.get("name") or self.name)
 
 
 class ExperimentFile(_Strict):
