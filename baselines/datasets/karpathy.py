@@ -19,8 +19,27 @@ from harness.interfaces import RetrievalSplit
 SPLIT_ALIASES = {"dev": "val"}
 
 
+def karpathy(*, annotations: str, image_root: str, name: str | None = None, restval_in_train: bool = True) -> KarpathyDataset:
+    """The ``karpathy`` dataset factory (registered as ``karpathy``).
+
+    Args:
+        annotations: path of the ``dataset_*.json`` file.
+        image_root: folder the ``filepath/filename`` of each image is relative to.
+        name: the dataset's name in results and messages (default: the JSON file's stem).
+        restval_in_train: count ``restval`` images as training images (the usual COCO recipe).
+    """
+    annotations_path = Path(annotations).expanduser()
+    return KarpathyDataset(
+        name or annotations_path.stem, annotations_path, Path(image_root).expanduser(), restval_in_train=restval_in_train
+    )
+
+
 class KarpathyDataset:
     """Reads one Karpathy JSON file and its image folder.
+
+    The whole document is checked when first read (every record an object with ``split``,
+    ``filename`` and at least one ``sentences[].raw``), the image files of a split when the split
+    is loaded, so a broken file stops the run before any training.
 
     Args:
         name: the dataset's name in results.
@@ -47,42 +66,57 @@ class KarpathyDataset:
             images = document.get("images") if isinstance(document, dict) else None
             if not isinstance(images, list):
                 raise UserError(f"{self.annotations}: expected a JSON object with an 'images' list")
+            for index, record in enumerate(images):
+                self._check_record(index, record)
             self._images = images
         return self._images
 
+    def _check_record(self, index: int, record: object) -> None:
+        """Raise naming ``images[index]`` (and its file name) if the record cannot be loaded."""
+        where = f"{self.annotations}: images[{index}]"
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected an object, got {type(record).__name__}")
+        for key in ("filename", "split"):
+            if not isinstance(record.get(key), str):
+                raise UserError(f"{where}: missing key '{key}' (a string)")
+        where = f"{where} ({record['filename']})"
+        sentences = record.get("sentences")
+        if not isinstance(sentences, list):
+            raise UserError(f"{where}: missing key 'sentences' (a list of objects with 'raw')")
+        if not sentences:
+            raise UserError(f"{where}: no sentences; every image needs at least one caption")
+        for number, sentence in enumerate(sentences):
+            if not isinstance(sentence, dict) or not isinstance(sentence.get("raw"), str):
+                raise UserError(f"{where}: sentences[{number}] is missing key 'raw' (the caption text)")
+
     def _split_of(self, record: dict) -> str:
-        split = record.get("split", "")
+        split = record["split"]
         return "train" if split == "restval" and self.restval_in_train else split
 
     def splits(self) -> list[str]:
         return sorted({self._split_of(record) for record in self._records()})
 
     def load(self, split: str) -> RetrievalSplit:
-        split = SPLIT_ALIASES.get(split, split)
+        """Read one split: every image file must exist (all are checked, the first missing named)."""
+        requested, split = split, SPLIT_ALIASES.get(split, split)
         records = [r for r in self._records() if self._split_of(r) == split]
         if not records:
             raise UserError(
-                f"{self.annotations}: no images in split '{split}'; splits present: {', '.join(self.splits())}"
+                f"{self.annotations}: no images in split '{requested}'; splits present: {', '.join(self.splits())}"
             )
-        image_ids, paths, captions, image_of_caption = [], [], [], []
-        for index, record in enumerate(records):
-            where = f"{self.annotations}: image {record.get('imgid', index)}"
-            try:
-                path = self.image_root / record.get("filepath", "") / record["filename"]
-                sentences = [sentence["raw"] for sentence in record["sentences"]]
-            except (KeyError, TypeError) as exc:
-                raise UserError(f"{where}: missing key {exc} (expected filename and sentences[].raw)") from None
-            if not path.is_file():
-                raise UserError(f"{where}: image file not found: {path}")
-            image_ids.append(str(record.get("cocoid", record.get("imgid", record["filename"]))))
-            paths.append(path)
-            captions.extend(sentences)
-            image_of_caption.extend([index] * len(sentences))
+        paths = [self.image_root / record.get("filepath", "") / record["filename"] for record in records]
+        missing = [path for path in paths if not path.is_file()]
+        if missing:
+            raise UserError(
+                f"{self.annotations}: {len(missing)} of {len(paths)} image files of split '{split}' are missing "
+                f"under {self.image_root}; first: {missing[0]}"
+            )
+        captions = [[sentence["raw"] for sentence in record["sentences"]] for record in records]
         return RetrievalSplit(
             dataset=self.name,
             split=split,
-            image_ids=tuple(image_ids),
-            captions=tuple(captions),
-            image_of_caption=np.asarray(image_of_caption, dtype=np.int64),
+            image_ids=tuple(str(record.get("cocoid", record.get("imgid", record["filename"]))) for record in records),
+            captions=tuple(caption for image in captions for caption in image),
+            image_of_caption=np.repeat(np.arange(len(records)), [len(image) for image in captions]).astype(np.int64),
             image_paths=tuple(paths),
         )

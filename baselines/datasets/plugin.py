@@ -1,4 +1,4 @@
-"""Registers the datasets that ship with itr-harness."""
+"""Registers the datasets that ship with itr-harness: the demo set and the two on-disk formats."""
 
 from harness.hookspecs import hookimpl
 
@@ -6,3 +6,5 @@ from harness.hookspecs import hookimpl
 @hookimpl
 def register_datasets(register):
     register("coco-demo", "baselines.datasets.coco_demo:coco_demo")
+    register("karpathy", "baselines.datasets.karpathy:karpathy")
+    register("precomp", "baselines.datasets.precomp:precomp")

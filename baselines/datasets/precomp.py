@@ -1,0 +1,210 @@
+"""The SCAN / VSE++ ``precomp`` layout: precomputed image features plus caption text.
+
+vse_baselines §5.1. A directory (``data/coco_precomp``, ``data/f30k_precomp``) holds, per split
+(``train``, ``dev``, ``test``, COCO's ``testall``):
+
+- ``{split}_ims.npy``: float32 [n_rows, R, D] region features (BUTD: R = 36, D = 2048) or
+  [n_rows, D] single vectors (vsepp's VGG / ResNet precomp);
+- ``{split}_caps.txt``: one caption per line, the captions of an image on consecutive lines,
+  images in row order (5 per image in the released data);
+- ``{split}_ids.txt`` (optional): the image ids, one per image row, or one per caption
+  (LAPS's dev/testall copies list each id 5×).
+
+Features are opened with ``np.load(mmap_mode="r")`` (COCO train is 33 GB; the reference loaders
+read it into RAM) and offered under the names the image backbones use: [n, R, D] as
+``regions``, [n, D] as ``pooled``. Only what the file stores is offered, never a pooled mean
+of the regions: an eager mean would read the whole file, and a lazy one would be read next to
+``regions`` for every batch, because the trainer gathers every offered feature. Encoders that
+need one vector per image average the regions themselves (`LinearImageEncoder` with
+``feature = "regions"``, i.e. VSE∞'s AvgPool VSE++ baseline).
+
+Pairing, the reference loaders' ``im_div`` rule: the caption count must be a multiple k of the
+image row count, and caption c belongs to row c // k. Equal counts mean one caption per row, as
+in the reference code (im_div = 1), unless the ids file says the rows are the same image
+repeated: ids in runs of k equal lines make every k rows one image (its first row is used), so
+a 5×-duplicated layout is not scored as 5 distinct images with one caption each.
+
+``dev`` keeps only its first `dev_images` images and their captions, as every reference loader
+does (§5.1, §8.8: 1,000 images).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+from harness.interfaces import RetrievalSplit
+from harness.registry import closest
+
+SPLITS = ("train", "dev", "test", "testall")
+SPLIT_ALIASES = {"val": "dev"}
+FEATURE_OF_RANK = {2: "pooled", 3: "regions"}
+CHECK_CHUNK_BYTES = 64 << 20
+"""Feature bytes read per step of the NaN / inf scan, so memory stays bounded on any file size."""
+
+
+def precomp(*, path: str, name: str | None = None, dev_images: int | None = 1000) -> PrecompDataset:
+    """The ``precomp`` dataset factory (registered as ``precomp``).
+
+    Args:
+        path: the directory holding ``{split}_ims.npy`` / ``{split}_caps.txt`` / ``{split}_ids.txt``.
+        name: the dataset's name in results and messages (default: the directory's name).
+        dev_images: keep the first N images of ``dev`` (reference loaders: 1000); None keeps all
+            (TOML has no null: an experiment file keeps all with any N ≥ the dev size).
+    """
+    if dev_images is not None and dev_images < 1:
+        raise UserError(f"dataset 'precomp' at {path}: option dev_images must be at least 1 (got {dev_images})")
+    root = Path(path).expanduser()
+    return PrecompDataset(name or root.name, root, dev_images=dev_images)
+
+
+class PrecompDataset:
+    """Reads and validates the splits of one precomp directory (see the module docstring)."""
+
+    def __init__(self, name: str, root: Path, *, dev_images: int | None = 1000) -> None:
+        self.name = name
+        self.root = Path(root)
+        self.dev_images = dev_images
+
+    def _files(self, split: str) -> tuple[Path, Path, Path]:
+        return self.root / f"{split}_ims.npy", self.root / f"{split}_caps.txt", self.root / f"{split}_ids.txt"
+
+    def splits(self) -> list[str]:
+        """The splits whose features and captions are both present."""
+        return [split for split in SPLITS if all(path.is_file() for path in self._files(split)[:2])]
+
+    def load(self, split: str) -> RetrievalSplit:
+        """Read one split, validated; every problem is a one-line `UserError` naming the file.
+
+        ``image_features`` is {"regions": memmap [n, R, D]} or {"pooled": memmap [n, D]}.
+        """
+        if not self.root.is_dir():
+            raise UserError(f"{self.root}: precomp directory not found")
+        split = SPLIT_ALIASES.get(split, split)
+        present = ", ".join(self.splits()) or "none"
+        if split not in SPLITS:
+            raise UserError(
+                f"{self.root}: unknown precomp split '{split}'{closest(split, SPLITS)}; "
+                f"precomp splits are {', '.join(SPLITS)} (present: {present})"
+            )
+        ims_path, caps_path, ids_path = self._files(split)
+        for path in (ims_path, caps_path):
+            if not path.is_file():
+                raise UserError(f"{path}: not found; splits present in {self.root}: {present}")
+        features = _open_features(ims_path)
+        captions = _read_lines(caps_path, "caption")
+        if len(features) == 0:
+            raise UserError(f"{ims_path}: empty split: no image rows (shape {features.shape})")
+        if not captions:
+            raise UserError(f"{caps_path}: empty split: no captions")
+        if len(captions) % len(features):
+            raise UserError(
+                f"{caps_path}: {len(captions)} captions for {len(features)} images in {ims_path.name}; "
+                "the caption count must be a multiple of the image count (k consecutive captions per image)"
+            )
+        ids = _read_lines(ids_path, "image id") if ids_path.is_file() else None
+        rows_per_image, image_ids = _pair(ids_path, ids, len(features), len(captions))
+        captions_per_image = len(captions) * rows_per_image // len(features)
+        features = features[::rows_per_image]
+        if split == "dev" and self.dev_images is not None:
+            features, image_ids = features[: self.dev_images], image_ids[: self.dev_images]
+            captions = captions[: len(features) * captions_per_image]
+        _check_finite(ims_path, features, rows_per_image)
+        return RetrievalSplit(
+            dataset=self.name,
+            split=split,
+            image_ids=tuple(image_ids),
+            captions=tuple(captions),
+            image_of_caption=np.arange(len(captions), dtype=np.int64) // captions_per_image,
+            image_features={FEATURE_OF_RANK[features.ndim]: features},
+        )
+
+
+def _open_features(path: Path) -> np.memmap:
+    """The features memory-mapped, after checking rank (2 or 3) and dtype (float32).
+
+    float32 only: the encoders are float32 modules and the trainer hands them the stored dtype,
+    so float16 / float64 features would fail inside the first training step.
+    """
+    try:
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(features, np.ndarray):
+        raise UserError(f"{path}: expected one .npy array, found an .npz archive")
+    if features.ndim not in FEATURE_OF_RANK:
+        raise UserError(
+            f"{path}: array of rank {features.ndim} {features.shape}; expected rank 2 [images, dim] "
+            "or rank 3 [images, regions, dim]"
+        )
+    if features.dtype != np.float32:
+        raise UserError(f"{path}: dtype {features.dtype}; expected float32 features (convert with .astype('float32'))")
+    return features
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The stripped lines of a UTF-8 text file (universal newlines); an empty line is an error.
+
+    Splitting on newlines only (not `str.splitlines`, which also splits on U+2028 and friends)
+    keeps the line count, and with it the caption -> image pairing, equal to the reference's.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    lines = [line.strip() for line in io.StringIO(text, newline=None)]
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            raise UserError(f"{path}: line {number} is empty (expected one {what} per line)")
+    return lines
+
+
+def _pair(ids_path: Path, ids: list[str] | None, n_rows: int, n_captions: int) -> tuple[int, list[str]]:
+    """Feature rows per image and one id per image, from the counts and the optional ids file.
+
+    Returns ``(rows_per_image, image_ids)``. rows_per_image is 1 unless the counts are equal and
+    the ids repeat in runs of k > 1 lines (k rows per image). Without an ids file the ids are the
+    row numbers.
+    """
+    if ids is None:
+        return 1, [str(row) for row in range(n_rows)]
+    if len(ids) not in (n_rows, n_captions):
+        raise UserError(
+            f"{ids_path}: {len(ids)} ids for {n_rows} image rows and {n_captions} captions; "
+            "expected one id per image row or one per caption"
+        )
+    if len(ids) == n_rows != n_captions:
+        return 1, ids
+    # One id per caption. With more captions than rows the ids repeat and the rows do not (LAPS);
+    # with equal counts, ids repeating on consecutive lines mean the rows repeat too.
+    run = n_captions // n_rows if n_rows != n_captions else _first_run_length(ids)
+    if run == 1:
+        return 1, ids
+    broken = next((line for line in range(len(ids)) if ids[line] != ids[line - line % run]), None)
+    if broken is not None or len(ids) % run:
+        line = (broken if broken is not None else len(ids) - len(ids) % run) + 1  # else: the last run is short
+        raise UserError(f"{ids_path}: line {line}: expected each image id on {run} consecutive lines (one per caption)")
+    return (run if n_rows == n_captions else 1), ids[::run]
+
+
+def _first_run_length(ids: list[str]) -> int:
+    """How many lines the first id repeats on (1 when the second line differs)."""
+    return next((line for line, value in enumerate(ids) if value != ids[0]), len(ids))
+
+
+def _check_finite(path: Path, features: np.ndarray, rows_per_image: int) -> None:
+    """Raise naming the first file row with a NaN or inf; reads `CHECK_CHUNK_BYTES` at a time.
+
+    features: [n_images, ...] (a strided view when rows repeat per image); the row named is
+    the file's row, ``image * rows_per_image``.
+    """
+    step = max(1, CHECK_CHUNK_BYTES // max(1, features[0].nbytes))
+    for start in range(0, len(features), step):
+        finite = np.isfinite(np.asarray(features[start : start + step])).reshape(-1, features[0].size)
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if bad.size:
+            row = (start + int(bad[0])) * rows_per_image
+            raise UserError(f"{path}: NaN or inf in the features of image row {row}")
