@@ -59,7 +59,7 @@ def _type_hints(factory: Any) -> dict[str, Any]:
 
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:  # an annotation naming something the module never imports
         return {}
 
@@ -104,6 +104,9 @@ class ComponentSpec:
         import pydantic
 
         schema = self.options_schema()
+        required = [name for name, p in schema.items() if p.default is inspect.Parameter.empty and name not in options]
+        if required:
+            raise UserError(f"{where}: {self.kind} '{self.name}' needs the option '{required[0]}'")
         for key in options:
             if key not in schema:
                 raise UserError(

@@ -8,6 +8,7 @@ and the remaining jobs still run.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import traceback
@@ -31,10 +32,10 @@ class DataCatalog:
 
     registry: Registry
     source: str
-    _splits: dict[tuple[str, str], RetrievalSplit] = field(default_factory=dict)
+    _splits: dict[tuple[str, str, str], RetrievalSplit] = field(default_factory=dict)
 
     def split(self, entry: DatasetEntry, split: str) -> RetrievalSplit:
-        key = (entry.name, split)
+        key = (entry.name, json.dumps(entry.options, sort_keys=True, default=str), split)
         if key not in self._splits:
             dataset = self.registry.get("dataset", entry.name).build(entry.options, f"{self.source}: datasets.{entry.name}")
             self._splits[key] = dataset.load(split)

@@ -12,7 +12,7 @@ from harness.errors import UserError
 from harness.hookspecs import hookimpl
 from harness.plugin_manager import PluginHost
 
-BUILTINS = {"backbones", "class-bridge", "coco-demo", "heads", "vse"}
+BUILTINS = {"backbones", "class-bridge", "datasets", "heads", "vse"}
 
 
 def write_plugin(folder: Path, name: str, body: str) -> Path:
@@ -105,8 +105,8 @@ def test_encoder_registration_requires_a_kind():
 
 
 def test_itr_load_plugins_selects_entry_point_plugins(monkeypatch):
-    monkeypatch.setenv("ITR_LOAD_PLUGINS", "heads, coco-demo")
-    assert set(PluginHost().plugins) == {"heads", "coco-demo"}
+    monkeypatch.setenv("ITR_LOAD_PLUGINS", "heads, datasets")
+    assert set(PluginHost().plugins) == {"heads", "datasets"}
 
 
 def test_itr_disable_plugins_skips_entry_point_plugins(monkeypatch):

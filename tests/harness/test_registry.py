@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from pydantic import PositiveInt
 
 from harness.errors import UserError
 from harness.registry import ComponentSpec, Registry
@@ -67,3 +68,17 @@ def test_unknown_name_suggests_the_closest_registered_one():
 def test_unknown_kind_is_refused():
     with pytest.raises(UserError, match="unknown component kind 'losses'"):
         Registry().add(spec(kind="losses"))
+
+
+def test_missing_required_option_is_named():
+    dataset = spec(kind="dataset", factory=lambda *, path, name=None: None)
+    with pytest.raises(UserError, match="exp.toml: datasets.0.options: dataset 'toy' needs the option 'path'"):
+        dataset.validate_options({}, "exp.toml: datasets.0.options")
+
+
+def test_annotated_range_constraints_are_enforced():
+    def factory(ctx, *, heads: PositiveInt = 8):
+        return heads
+
+    with pytest.raises(UserError, match="heads: input should be greater than 0"):
+        spec(factory=factory).validate_options({"heads": 0}, "exp.toml")
