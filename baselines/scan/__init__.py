@@ -1,0 +1,1 @@
+"""SCAN (Lee et al., ECCV 2018): region and word embeddings scored by stacked cross attention."""

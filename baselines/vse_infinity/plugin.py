@@ -1,0 +1,19 @@
+"""Registers VSE∞ and its parts (vse_baselines.md §2).
+
+The triplet losses of the recipes come from the VSE++ plugin (`baselines.vse`).
+"""
+
+from harness.hookspecs import hookimpl
+
+
+@hookimpl
+def register_encoders(register):
+    register("vse-inf-region", "baselines.vse_infinity.encoders:RegionImageEncoder", kind="image")
+    register("vse-inf-bigru", "baselines.vse_infinity.encoders:GRUTokenTextEncoder", kind="text")
+    register("hf-text", "baselines.vse_infinity.encoders:HFTextEncoder", kind="text")
+
+
+@hookimpl
+def register_methods(register):
+    register("vse-inf", "baselines.vse_infinity.recipes:VSE_INFINITY")
+    register("vse-inf-bigru", "baselines.vse_infinity.recipes:VSE_INFINITY_BIGRU")
