@@ -86,7 +86,9 @@ class MiniLMBackbone:
 
     def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a bar per load of a local 90 MB file is noise
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
         # Batches are cut to their longest text, which assumes padding at the end.
         self._tokenizer.padding_side = "right"

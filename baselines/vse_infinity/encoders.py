@@ -247,7 +247,9 @@ class HFTextEncoder(nn.Module):
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a bar per load of a local model is noise
         path = Path(model_path) if model_path is not None else default_model_path()
         _check((path / "config.json").is_file(), f"{path}: not a local Hugging Face model directory")
         _check(lr_scale >= 0, f"lr_scale must be ≥ 0, got {lr_scale}")
