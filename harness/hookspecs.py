@@ -23,7 +23,8 @@ Register = Callable[..., None]
 
 @hookspec
 def register_datasets(register: Register) -> None:
-    """Register dataset formats and named datasets: ``register(name, factory)``."""
+    """Register dataset formats and named datasets: ``register(name, factory)``; and sources of
+    extra per-image training texts (dense descriptions): ``register(name, factory, kind="text-source")``."""
 
 
 @hookspec

@@ -42,6 +42,11 @@ class RetrievalSplit:
         image_of_caption: int64 [n_captions], the image index each caption belongs to.
         image_paths: one file per image, or None.
         image_features: precomputed features, each [n_images, ...], or None.
+        image_texts: extra texts carried beside the captions, by name, each one text per image
+            in image order (e.g. ``{"dense": ...}``: a dense description of every image, what
+            D2S-VSE trains on). Empty for most datasets; a text source (`TextSource`) reads it.
+        caption_tags: per-caption labels by tag name, each one label per caption in caption order
+            (e.g. ``{"source": ("web", "manual", ...)}``); results can be sliced by them.
     """
 
     dataset: str
@@ -51,6 +56,8 @@ class RetrievalSplit:
     image_of_caption: np.ndarray
     image_paths: tuple[Path, ...] | None = None
     image_features: FeatureDict | None = field(default=None, compare=False)
+    image_texts: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    caption_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def n_images(self) -> int:
@@ -143,6 +150,12 @@ class TextEncoder(Protocol):
     `prepare` runs once per split, outside the training loop (tokenisation, vocabulary lookup,
     frozen features); every tensor it returns has the caption axis first, so the trainer batches
     it by indexing. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or [B, L, D].
+
+    The encoder also prepares the texts of a job's text sources (`TextSource`, e.g. dense
+    descriptions). If its `prepare` takes a keyword ``source``, it is told which: ``"captions"``
+    for the split's captions, else the source's name, so it can treat them differently (truncate
+    long descriptions later, route sparse captions through a branch of their own); an encoder
+    without the keyword prepares every text alike.
     """
 
     def prepare(self, captions: Sequence[str]) -> dict[str, "torch.Tensor"]: ...
@@ -169,9 +182,32 @@ class Loss(Protocol):
     scores: [B, B] with scores[i, j] = s(image of pair i, caption of pair j); the diagonal holds
     the positives. image_ids: int64 [B], the dataset image index of each pair, so a loss can tell
     two captions of the same image apart from true negatives.
+
+    Optional, for losses that need more than the scores (all used by distillation):
+
+    - ``reads_batch = True``: the trainer calls ``forward(scores, image_ids, batch=...)`` with a
+      `harness.training.batch.TrainingBatch`: the step's embeddings, the model, where the step is
+      in its stage (for warm-ups), and the batch's rows of any text source of the job.
+    - ``begin_stage(model)``: called when the loss's stage starts, with the model as the
+      previous stage left it (e.g. to copy a frozen teacher from it).
+    - ``terms``: a {name: float} dict the loss refreshes on every call (e.g. its weighted parts);
+      the trainer logs each term's epoch mean beside the loss.
     """
 
     def forward(self, scores: "torch.Tensor", image_ids: "torch.Tensor") -> "torch.Tensor": ...
+
+
+class TextSource(Protocol):
+    """Extra texts for training, one per image of a split (registered with ``kind="text-source"``).
+
+    A job names its sources in its ``texts`` section; a stage trains on one of them instead of
+    the captions (``stages.<name>.text``), and a loss reading the batch gets the rows of any of
+    them (`TrainingBatch.image_texts`). D2S-VSE's dense descriptions are the example.
+    ``image_texts(split)`` returns one string per image of `split`, in image order, or raises
+    `harness.errors.UserError` naming the file and what is wrong.
+    """
+
+    def image_texts(self, split: RetrievalSplit) -> list[str]: ...
 
 
 class TextSampleGenerator(Protocol):
@@ -204,7 +240,7 @@ class MethodRecipe:
     """A named method: which components it uses, their default options, and its training stages.
 
     `defaults` is a nested mapping with the sections of a job config (``image_encoder``,
-    ``text_encoder``, ``similarity_head``, ``train``, ``stages``, ``backbones``); an
+    ``text_encoder``, ``similarity_head``, ``train``, ``stages``, ``backbones``, ``texts``); an
     experiment file overrides any key of it. A recipe without stages is evaluated without
     training (e.g. the class bridge).
     """

@@ -18,6 +18,7 @@ from harness.errors import UserError
 
 KINDS = (
     "dataset",
+    "text-source",
     "image-encoder",
     "text-encoder",
     "image-backbone",

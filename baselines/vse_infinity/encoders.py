@@ -287,8 +287,9 @@ class HFTextEncoder(nn.Module):
         )
         return {"input_ids": encoded["input_ids"], "lengths": encoded["attention_mask"].sum(dim=1), "words": words}
 
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """inputs: ``input_ids`` [B, L], ``lengths`` [B], ``words`` [B, L] -> embeddings [B, embed_dim]."""
+    def step_tokens(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's token ids [B, L] cut to its longest caption, and lengths [B]; in training
+        with whole-word masking / replacement / deletion applied (so L and lengths may shrink)."""
         lengths = inputs["lengths"]
         width = int(lengths.max())
         ids = inputs["input_ids"][:, :width]
@@ -302,6 +303,11 @@ class HFTextEncoder(nn.Module):
                 vocab_size=self.transformer.get_input_embeddings().num_embeddings,
                 pad_id=self.tokenizer.pad_token_id,
             )
+        return ids, lengths
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """inputs: ``input_ids`` [B, L], ``lengths`` [B], ``words`` [B, L] -> embeddings [B, embed_dim]."""
+        ids, lengths = self.step_tokens(inputs)
         attention_mask = real_positions(lengths, ids.shape[1]).long()
         hidden = self.transformer(input_ids=ids, attention_mask=attention_mask).last_hidden_state
         pooled = self.pool(self.fc(hidden), lengths)

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+
+from pydantic_core import PydanticCustomError
 
 from harness.errors import UserError
 from harness.registry import closest
@@ -45,8 +47,9 @@ class TrainConfig(_Strict):
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: PositiveFloat = 2e-4
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_schedule: Literal["step", "cosine"] = "step"
+    lr_schedule: Literal["step", "multistep", "cosine"] = "step"
     lr_decay_every: PositiveInt | None = Field(15, description="step: multiply lr by lr_decay every N epochs")
+    lr_milestones: list[PositiveInt] = Field([], description="multistep: multiply lr by lr_decay at each of these epochs")
     lr_decay: float = Field(0.1, gt=0.0, le=1.0)
     lr_min: float = Field(0.0, ge=0.0, description="cosine: the lr reached at the end of the stage")
     grad_clip: PositiveFloat | None = 2.0
@@ -56,17 +59,25 @@ class TrainConfig(_Strict):
     score_chunk: PositiveInt = 1024
 
 
+CAPTIONS = "captions"
+"""The text a stage trains on unless it names one of the job's text sources."""
+
+
 class StageConfig(_Strict):
-    """One training stage: its own loss, epochs and learning rate; weights carry over.
+    """One training stage: its own loss, epochs, learning rate and text; weights carry over.
 
     ``restart = false`` continues the previous stage's optimizer and lr schedule (a loss warm-up);
-    the default starts both afresh (a new training phase).
+    the default starts both afresh (a new training phase). ``text`` is what the stage pairs with
+    the images: the split's captions (one item per caption, the default) or the name of one of
+    the job's text sources (`JobConfig.texts`; one item per image), e.g. D2S-VSE's stage 1 on
+    dense descriptions.
     """
 
     epochs: int = Field(ge=0)
     loss: ComponentRef
     lr: PositiveFloat | None = None
     restart: bool = True
+    text: str = Field(CAPTIONS, min_length=1)
 
 
 class GeneratorsConfig(_Strict):
@@ -103,6 +114,25 @@ class JobConfig(_Strict):
     train: TrainConfig = TrainConfig()
     stages: dict[str, StageConfig] = {}
     generators: GeneratorsConfig = GeneratorsConfig()
+    texts: dict[str, ComponentRef] = {}
+
+    @model_validator(mode="after")
+    def _stage_texts_exist(self) -> "JobConfig":
+        """`texts` are extra training texts per image (``text-source`` components) by name; a
+        stage's ``text`` must be ``captions`` or one of them. Generated positives rewrite
+        captions, so they need a stage on captions."""
+        def error(message: str) -> PydanticCustomError:
+            return PydanticCustomError("text_source", message.replace("{", "{{").replace("}", "}}"))
+
+        if CAPTIONS in self.texts:
+            raise error(f"texts.{CAPTIONS}: the name '{CAPTIONS}' is taken by the split's captions")
+        known = [CAPTIONS, *self.texts]
+        for name, stage in self.stages.items():
+            if stage.text not in known:
+                raise error(f"stages.{name}.text: no text source '{stage.text}'{closest(stage.text, known)}; known: {', '.join(known)}")
+            if stage.text != CAPTIONS and self.generators.positives:
+                raise error(f"stages.{name}.text: generated positives rewrite captions; a stage on '{stage.text}' cannot use them")
+        return self
 
 
 class DatasetEntry(_Strict):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,12 +20,15 @@ class SplitInputs:
         text_inputs: {name: Tensor [n_captions, ...]} from `TextEncoder.prepare`.
         image_of_caption: int64 [n_captions].
         captions: the caption strings, for text-level sample generators.
+        image_texts: {source: {name: Tensor [n_images, ...]}}, the prepared inputs of each of
+            the job's text sources (`prepare_texts`), one row per image; training only.
     """
 
     image_features: Mapping[str, np.ndarray | torch.Tensor]
     text_inputs: Mapping[str, torch.Tensor]
     image_of_caption: torch.Tensor
     captions: Sequence[str] = ()
+    image_texts: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:
@@ -49,6 +53,16 @@ def gather(arrays: Mapping[str, np.ndarray | torch.Tensor], index: torch.Tensor,
             picked = picked.float()
         out[name] = picked.to(device, non_blocking=True)
     return out
+
+
+def prepare_texts(text_encoder: Any, texts: Sequence[str], source: str) -> dict[str, torch.Tensor]:
+    """``text_encoder.prepare(texts)``, telling the encoder the text source if its `prepare`
+    takes a keyword ``source`` (``"captions"`` or a text source's name; `TextEncoder`)."""
+    try:
+        takes_source = "source" in inspect.signature(text_encoder.prepare).parameters
+    except (TypeError, ValueError):  # a builtin or C-implemented prepare
+        takes_source = False
+    return text_encoder.prepare(texts, source=source) if takes_source else text_encoder.prepare(texts)
 
 
 class RetrievalModel(nn.Module):

@@ -4,6 +4,12 @@ As in VSE++/SCAN/VSE∞, an epoch iterates over *captions* (each caption with it
 image appears once per caption and two captions of one image may share a batch; losses receive
 the image ids to decide what that means. Each stage has its own loss, epochs and learning rate,
 and starts from the weights the previous stage left (warm-ups and two-stage methods are config).
+
+A stage may train on one of the job's text sources instead of the captions (``Stage.text``, e.g.
+D2S-VSE's dense descriptions): an epoch then iterates over the images, each with its text. A
+loss that declares ``reads_batch = True`` also receives a `TrainingBatch` (embeddings, model,
+progress in the stage, rows of any text source); ``begin_stage(model)`` is called on a loss when
+its stage starts; a loss's ``terms`` are logged per epoch beside the loss.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from tqdm.auto import tqdm
 
 from harness.errors import UserError
 from harness.embeddings import concat
-from harness.experiment.config import TrainConfig
+from harness.experiment.config import CAPTIONS, TrainConfig
+from harness.training.batch import TrainingBatch
 from harness.training.model import RetrievalModel, SplitInputs, gather
 from harness.training.samples import GeneratedSamples
 
@@ -32,7 +39,8 @@ class Stage:
 
     `restart` starts a fresh optimizer and lr schedule (a new training phase, e.g. D2S-VSE's
     stage 2); False keeps the previous stage's optimizer state and counts its epochs on (a loss
-    warm-up, e.g. VSE∞'s first epoch with the VSE0 loss).
+    warm-up, e.g. VSE∞'s first epoch with the VSE0 loss). `text` is ``captions`` or the name of
+    a text source in `SplitInputs.image_texts` (one item per image).
     """
 
     name: str
@@ -40,10 +48,12 @@ class Stage:
     loss: nn.Module
     lr: float | None = None
     restart: bool = True
+    text: str = CAPTIONS
 
 
 EpochCallback = Callable[[str, int, dict[str, float]], None]
-"""Called after every epoch with (stage name, global epoch, {"loss": mean loss, "lr": lr})."""
+"""Called after every epoch with (stage name, global epoch, {"loss": mean loss, "lr": lr, plus
+the epoch mean of each of the loss's `terms`})."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -90,12 +100,16 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim
 def stage_lr(base_lr: float, schedule_epoch: int, cfg: TrainConfig, schedule_length: int = 1) -> float:
     """The lr of an epoch, counted from the last stage that restarted the schedule.
 
-    ``step``: lr · decay^⌊epoch / every⌋ (the VSE code bases). ``cosine``: annealed from lr to
-    `lr_min` over `schedule_length` epochs, stepped once per epoch (AsCL's CosineAnnealingLR).
+    ``step``: lr · decay^⌊epoch / every⌋ (the VSE code bases). ``multistep``: lr · decay^m with m
+    the number of `lr_milestones` ≤ epoch (D2S-VSE: ×0.3 at 9, 15, 20, 25). ``cosine``: annealed
+    from lr to `lr_min` over `schedule_length` epochs, stepped once per epoch (AsCL's
+    CosineAnnealingLR).
     """
     if cfg.lr_schedule == "cosine":
         progress = schedule_epoch / max(schedule_length, 1)
         return cfg.lr_min + (base_lr - cfg.lr_min) * (1 + math.cos(math.pi * progress)) / 2
+    if cfg.lr_schedule == "multistep":
+        return base_lr * cfg.lr_decay ** sum(milestone <= schedule_epoch for milestone in cfg.lr_milestones)
     if cfg.lr_decay_every is None:
         return base_lr
     return base_lr * cfg.lr_decay ** (schedule_epoch // cfg.lr_decay_every)
@@ -110,12 +124,15 @@ def fit(
     on_epoch: EpochCallback | None = None,
     samples: GeneratedSamples | None = None,
 ) -> list[dict[str, float]]:
-    """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr).
+    """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr, and
+    the loss's terms if it reports any).
 
     With generated `samples`, each step scores the images against the real captions and, if
     there are positive generators, against generated positives too (a second pass), each pass
     with the generated negatives appended as extra caption columns (AsCL §4).
     """
+    for stage in stages:
+        _check_stage_text(stage, data, samples)
     siblings = _siblings(data) if samples is not None and samples.positives else None
     model.to(device)
     use_amp = cfg.amp and device.type == "cuda"
@@ -132,16 +149,21 @@ def fit(
         elif stage.lr is not None:
             base_lr = stage.lr
         stage.loss.to(device)
-        for _ in range(stage.epochs):
+        if hasattr(stage.loss, "begin_stage"):
+            stage.loss.begin_stage(model)
+        text_inputs, image_of_item = _stage_texts(stage, data)
+        for stage_epoch in range(stage.epochs):
             lr = stage_lr(base_lr, schedule_epoch, cfg, schedule_length)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             model.train()
-            losses = []
-            for captions in tqdm(_batches(data.n_captions, cfg.batch_size), desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None):
-                images = data.image_of_caption[captions]
+            losses, terms = [], {}
+            batches = _batches(len(image_of_item), cfg.batch_size)
+            for step, items in enumerate(tqdm(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None)):
+                images = image_of_item[items]
+                position = _Position(stage.name, stage_epoch, step, len(batches))
                 with autocast():
-                    loss = _step_loss(model, data, captions, images, stage.loss, samples, siblings, device)
+                    loss = _step_loss(model, data, text_inputs, items, images, stage.loss, samples, siblings, device, position)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"stage '{stage.name}' epoch {epoch + 1}: loss is {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
@@ -152,7 +174,10 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 losses.append(loss.item())
+                for name, value in getattr(stage.loss, "terms", {}).items():
+                    terms.setdefault(name, []).append(float(value))
             record = {"loss": float(np.mean(losses)) if losses else math.nan, "lr": lr}
+            record.update({name: float(np.mean(values)) for name, values in terms.items()})
             history.append({"stage": stage.name, "epoch": epoch, **record})
             if on_epoch is not None:
                 on_epoch(stage.name, epoch, record)
@@ -171,30 +196,85 @@ def _schedule_length(stages: list[Stage], start: int) -> int:
     return length
 
 
+@dataclass(frozen=True)
+class _Position:
+    """Where a step is: stage name, epoch within the stage, batch within the epoch, batches."""
+
+    stage: str
+    epoch: int
+    step: int
+    steps: int
+
+
+def _check_stage_text(stage: Stage, data: SplitInputs, samples: GeneratedSamples | None) -> None:
+    if stage.text == CAPTIONS:
+        return
+    if stage.text not in data.image_texts:
+        known = ", ".join([CAPTIONS, *data.image_texts])
+        raise UserError(f"stage '{stage.name}' trains on text source '{stage.text}', which the training data lacks; it has: {known}")
+    if samples is not None and samples.positives:
+        raise UserError(f"stage '{stage.name}': generated positives rewrite captions; a stage on '{stage.text}' cannot use them")
+
+
+def _stage_texts(stage: Stage, data: SplitInputs) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """What a stage pairs with the images: (prepared text inputs [n_items, ...], image of each
+    item int64 [n_items]); captions, or one text per image from a text source."""
+    if stage.text == CAPTIONS:
+        return dict(data.text_inputs), data.image_of_caption
+    return dict(data.image_texts[stage.text]), torch.arange(data.n_images)
+
+
 def _step_loss(
     model: RetrievalModel,
     data: SplitInputs,
-    captions: torch.Tensor,
+    text_inputs: dict[str, torch.Tensor],
+    items: torch.Tensor,
     images: torch.Tensor,
     loss_fn: nn.Module,
     samples: GeneratedSamples | None,
     siblings: list[list[str]] | None,
     device: torch.device,
+    position: _Position,
 ) -> torch.Tensor:
-    """The loss of one batch: scores [B, B (+ B generated negatives)] per pass, weighted."""
+    """The loss of one batch: scores [B, B (+ B generated negatives)] per pass, weighted.
+
+    `items` index `text_inputs` (captions, or the images of a text-source stage); `images` are
+    their images.
+    """
     image_emb = model.encode_images(gather(data.image_features, images, device))
     image_ids = images.to(device)
 
-    def pass_loss(text_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        text_emb = model.encode_texts(text_inputs)
+    def image_texts(name: str) -> dict[str, torch.Tensor]:
+        if name not in data.image_texts:
+            known = ", ".join(data.image_texts) or "none"
+            raise UserError(f"stage '{position.stage}': the loss reads text source '{name}', which the job does not define; it has: {known}")
+        return gather(data.image_texts[name], images, device)
+
+    def pass_loss(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        text_emb = model.encode_texts(inputs)
+        real_texts = text_emb
         if samples is not None and samples.negatives:
             text_emb = concat([text_emb, samples.negative_embeddings(text_emb)])
-        return loss_fn(model.score(image_emb, text_emb), image_ids)
+        scores = model.score(image_emb, text_emb)
+        if not getattr(loss_fn, "reads_batch", False):
+            return loss_fn(scores, image_ids)
+        batch = TrainingBatch(
+            stage=position.stage,
+            epoch=position.epoch,
+            step=position.step,
+            steps=position.steps,
+            image_ids=image_ids,
+            images=image_emb,
+            texts=real_texts,
+            model=model,
+            image_texts=image_texts,
+        )
+        return loss_fn(scores, image_ids, batch=batch)
 
-    loss = pass_loss(gather(data.text_inputs, captions, device))
+    loss = pass_loss(gather(text_inputs, items, device))
     if samples is None or not samples.positives:
         return loss
-    rows = captions.tolist()
+    rows = items.tolist()
     generated = samples.positive_captions([data.captions[k] for k in rows], [siblings[k] for k in rows])
     with samples.encoding_context():
         positive_inputs = {name: value.to(device) for name, value in model.text_encoder.prepare(generated).items()}
