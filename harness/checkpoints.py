@@ -24,6 +24,8 @@ def job_record(job: Any) -> dict[str, Any]:
 
     return {
         "label": job.label,
+        "group": job.group,
+        "axes": dict(job.axes),
         "method": job.method,
         "dataset": job.dataset.model_dump(),
         "seed": job.seed,

@@ -50,6 +50,10 @@ class VectorSets:
         positions = torch.arange(self.vectors.shape[1], device=self.vectors.device)
         return positions[None, :] < self.lengths.to(self.vectors.device)[:, None]
 
+    def mean(self) -> torch.Tensor:
+        """[B, D]: each set's mean over its real vectors (padding is zero, so a sum / length)."""
+        return self.vectors.sum(dim=1) / self.lengths.to(self.vectors.device, self.vectors.dtype)[:, None]
+
 
 Embeddings = Union[torch.Tensor, VectorSets]
 """What an encoder returns: global vectors [B, D] or local `VectorSets`."""

@@ -1,27 +1,23 @@
-"""Running an experiment: preflight every dataset, then each job in its own MLflow child run.
+"""Running one job: load its data, build its components, train its stages, checkpoint, evaluate.
 
 A job builds its components through the registry, trains through the recipe's stages (if any),
-evaluates on the test split, and logs. Data problems are found before the parent run exists, so
-bad input leaves nothing behind in MLflow; a job that fails while running is recorded as failed
-and the remaining jobs still run.
+evaluates on the test split, and logs through the `JobLog` it is given. Which process runs it,
+and under which parent run, is the business of `harness.experiment.run` and the executors.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import UserError
-from harness.experiment.config import ComponentRef, DatasetEntry
+from harness.experiment.config import DatasetEntry
 from harness.experiment.jobs import Job
 from harness.features import CachedTextBackbone, FeatureCache, split_image_features
 from harness.interfaces import BuildContext, RetrievalSplit
-from harness.plugin_manager import PluginHost
 from harness.protocols import PROTOCOLS
 from harness.registry import Registry
 
@@ -33,6 +29,7 @@ class DataCatalog:
     registry: Registry
     source: str
     _splits: dict[tuple[str, str, str], RetrievalSplit] = field(default_factory=dict)
+    _texts: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
 
     def split(self, entry: DatasetEntry, split: str) -> RetrievalSplit:
         key = (entry.name, json.dumps(entry.options, sort_keys=True, default=str), split)
@@ -41,12 +38,28 @@ class DataCatalog:
             self._splits[key] = dataset.load(split)
         return self._splits[key]
 
+    def image_texts(self, job: Job, name: str) -> list[str]:
+        """Text source `name` of `job` on the job's training split: one text per image, read and
+        checked once per run (`harness.interfaces.TextSource`)."""
+        entry, source = job.dataset, job.resolved["texts"][name]
+        key = (entry.name, json.dumps(entry.options, sort_keys=True, default=str), entry.train, json.dumps(source, sort_keys=True, default=str))
+        if key not in self._texts:
+            where = f"{self.source}: methods.{job.label}.texts.{name}"
+            split = self.split(entry, entry.train)
+            texts = list(_component(self.registry, "text-source", source, where).image_texts(split))
+            if len(texts) != split.n_images:
+                raise UserError(f"{where}: {len(texts)} texts for the {split.n_images} images of split '{entry.train}'")
+            self._texts[key] = texts
+        return self._texts[key]
+
     def preflight(self, jobs: list[Job]) -> None:
-        """Load every split any job needs and check it against the job's protocols, so malformed
-        data stops the run before it starts."""
+        """Load every split (and text source) any job needs and check it against the job's
+        protocols, so malformed data stops the run before it starts."""
         for job in jobs:
             if job.config.stages:
                 self.split(job.dataset, job.dataset.train)
+                for name in job.resolved.get("texts", {}):
+                    self.image_texts(job, name)
             test_split = self.split(job.dataset, job.dataset.test)
             for protocol in job.dataset.protocols:
                 PROTOCOLS[protocol].check(test_split)
@@ -125,6 +138,7 @@ def _stages(job: Job, registry: Registry, ctx: BuildContext) -> list[Any]:
             loss=_component(registry, "loss", job.resolved["stages"][name]["loss"], f"methods.{job.label}.stages.{name}.loss", ctx),
             lr=stage.lr,
             restart=stage.restart,
+            text=stage.text,
         )
         for name, stage in job.config.stages.items()
     ]
@@ -155,27 +169,33 @@ def _samples(job: Job, registry: Registry, built: BuiltJob) -> Any:
     )
 
 
-def _evaluate(job: Job, built: BuiltJob, split: RetrievalSplit, protocols: list[str]) -> dict[str, float]:
-    from harness.evaluation import evaluate
+def _evaluate(job: Job, built: BuiltJob, split: RetrievalSplit, protocols: list[str]) -> Any:
+    from harness.evaluation import evaluate_split
 
-    return evaluate(
+    return evaluate_split(
         built.model,
         built.inputs(split),
         [PROTOCOLS[name] for name in protocols],
         batch_size=job.config.train.eval_batch_size,
         chunk=job.config.train.score_chunk,
         device=built.device,
+        caption_tags=split.caption_tags,
     )
 
 
 def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any) -> dict[str, float]:
     """Train (if the recipe has stages), checkpoint and evaluate one job; ``{protocol/metric: value}``."""
     from harness import checkpoints
+    from harness.training.model import prepare_texts
     from harness.training.trainer import fit
 
     built = build_job(job, registry, catalog, cache)
     if job.config.stages:
         train_inputs = built.inputs(catalog.split(job.dataset, job.dataset.train))
+        train_inputs.image_texts = {
+            name: prepare_texts(built.model.text_encoder, catalog.image_texts(job, name), source=name)
+            for name in job.resolved.get("texts", {})
+        }
         fit(
             built.model,
             train_inputs,
@@ -187,7 +207,9 @@ def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCa
         )
     with tempfile.TemporaryDirectory() as folder:
         log.checkpoint(checkpoints.save(built.model, job, Path(folder)))
-    return _evaluate(job, built, catalog.split(job.dataset, job.dataset.test), list(job.dataset.protocols))
+    evaluation = _evaluate(job, built, catalog.split(job.dataset, job.dataset.test), list(job.dataset.protocols))
+    log.ranks(evaluation.ranks)
+    return evaluation.metrics
 
 
 def evaluate_checkpoint(
@@ -206,7 +228,7 @@ def evaluate_checkpoint(
     split = catalog.split(dataset, dataset.test)
     for protocol in dataset.protocols:
         PROTOCOLS[protocol].check(split)
-    return _evaluate(job, built, split, list(dataset.protocols))
+    return _evaluate(job, built, split, list(dataset.protocols)).metrics
 
 
 class _LazyComponent:
@@ -220,45 +242,3 @@ class _LazyComponent:
         if self._target is None:
             self._target = self._build()
         return getattr(self._target, name)
-
-
-@dataclass
-class ExperimentOutcome:
-    """What `run_experiment` reports: the parent run, finished and failed jobs."""
-
-    parent_run_id: str
-    finished: list[tuple[Job, dict[str, float]]]
-    failed: list[tuple[Job, str]]
-
-
-def run_experiment(
-    name: str,
-    source: Path,
-    jobs: list[Job],
-    host: PluginHost,
-    tracker: Any,
-    cache: FeatureCache,
-) -> ExperimentOutcome:
-    """Run every job under one parent MLflow run; failures are recorded and the rest go on."""
-    catalog = DataCatalog(host.registry, str(source))
-    catalog.preflight(jobs)
-    versions = {info.name: info.version for info in host.plugins.values() if not info.error}
-    finished, failed = [], []
-    with tracker.experiment_run(name, source, versions) as parent:
-        for index, job in enumerate(jobs, start=1):
-            print(f"[{index}/{len(jobs)}] {job.title}  config {job.config_hash}", file=sys.stderr)
-            host.hook.before_job(job=job)
-            try:
-                with tracker.job_run(job) as log:
-                    metrics = run_job(job, host.registry, catalog, cache, log)
-                    log.metrics(metrics)
-                    print(f"      rsum {metrics.get(f'{job.dataset.protocols[0]}/rsum', float('nan')):.1f}, run {log.run_id}", file=sys.stderr)
-            except UserError:
-                raise
-            except Exception as exc:  # one failing job must not take the grid down
-                traceback.print_exc(file=sys.stderr)
-                failed.append((job, f"{type(exc).__name__}: {exc}"))
-                continue
-            host.hook.after_job(job=job, metrics=metrics)
-            finished.append((job, metrics))
-        return ExperimentOutcome(parent.info.run_id, finished, failed)

@@ -20,6 +20,7 @@ from harness.errors import UserError
 
 JOB_KIND = "job"
 CHECKPOINT_ARTIFACTS = "checkpoint"
+RANKS_ARTIFACTS = "ranks"
 EXPERIMENT_KIND = "experiment"
 
 
@@ -43,35 +44,72 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-class Tracker:
-    """Opens the experiment and its runs in one MLflow store."""
+def seed_sqlite_store(path: Path) -> None:
+    """Start a new SQLite store as a copy of an empty one already migrated to this MLflow's schema.
 
-    def __init__(self, tracking_uri: str, results_dir: Path) -> None:
+    MLflow builds a new store by running every schema migration (seconds); the migrated empty
+    store is kept once per MLflow version beside the feature cache and copied instead.
+    """
+    import shutil
+
+    import mlflow
+
+    from harness.features import default_cache_dir
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return
+    template = default_cache_dir().parent / "mlflow-empty-stores" / f"mlflow-{mlflow.__version__}.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        staging = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+        mlflow.MlflowClient(f"sqlite:///{staging}").search_experiments()  # creates and migrates it
+        os.replace(staging, template)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.copyfile(template, staging)
+    os.replace(staging, path)
+
+
+class Tracker:
+    """Opens the experiment and its runs in one MLflow store.
+
+    The driver opens the parent run (`experiment_run`); job runs are created through the client
+    API with an explicit parent tag (`job_run`), so a worker process or a Ray task logs its child
+    run with nothing but the tracking URI and two ids (`attach`).
+    """
+
+    def __init__(self, tracking_uri: str, results_dir: Path | None = None) -> None:
         import mlflow
 
+        if tracking_uri.startswith("sqlite:///"):
+            seed_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
         self.mlflow = mlflow
+        self.client = mlflow.MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
         self.results_dir = results_dir
-        self._experiment_id: str | None = None
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(tracking_uri)
+        self.experiment_id_: str | None = None
+
+    @classmethod
+    def attach(cls, tracking_uri: str, experiment_id: str) -> "Tracker":
+        """A tracker for job runs of an experiment the driver already opened."""
+        tracker = cls(tracking_uri)
+        tracker.experiment_id_ = experiment_id
+        return tracker
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment `name`, created on first use (artifacts beside a local store)."""
-        client = self.mlflow.MlflowClient()
-        existing = client.get_experiment_by_name(name)
+        existing = self.client.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
         artifact_location = None
-        if self.tracking_uri.startswith("sqlite:///"):
+        if self.tracking_uri.startswith("sqlite:///") and self.results_dir is not None:
             artifact_location = (self.results_dir / "mlartifacts").resolve().as_uri()
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return self.client.create_experiment(name, artifact_location=artifact_location)
 
     @contextmanager
     def experiment_run(self, name: str, source: Path, plugin_versions: Mapping[str, str]) -> Iterator[Any]:
         """The parent run of one `itr run` invocation."""
-        experiment_id = self._experiment_id = self.experiment_id(name)
+        experiment_id = self.experiment_id_ = self.experiment_id(name)
         tags = {
             "itr.kind": EXPERIMENT_KIND,
             "itr.version": harness.__version__,
@@ -81,31 +119,70 @@ class Tracker:
         commit = git_commit()
         if commit:
             tags["itr.git_commit"] = commit
-        with self.mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}", tags=tags) as run:
-            self.mlflow.log_artifact(str(source), artifact_path="experiment")
+        with _terminated(self.client, self.client.create_run(experiment_id, run_name=name, tags=tags)) as run:
+            self.client.log_artifact(run.info.run_id, str(source), artifact_path="experiment")
             yield run
 
+    def job_runs(self) -> list[Any]:
+        """Every job run of the open experiment (any status), newest first."""
+        from mlflow.entities import ViewType
+
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id_],
+                filter_string=f"tags.`itr.kind` = '{JOB_KIND}'",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                order_by=["attributes.start_time DESC"],
+                max_results=1000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def mark_interrupted(self, run_id: str) -> None:
+        """Close a job run whose process died (still RUNNING) as KILLED, saying so."""
+        self.client.set_tag(run_id, "itr.error", "interrupted: the process running it stopped before it finished")
+        self.client.set_terminated(run_id, "KILLED")
+
     @contextmanager
-    def job_run(self, job: Any) -> Iterator["JobLog"]:
+    def job_run(self, job: Any, parent_run_id: str) -> Iterator["JobLog"]:
         """A child run for `job`; if the body raises, the error is kept as the ``itr.error`` tag."""
         tags = {
             "itr.kind": JOB_KIND,
             "itr.label": job.label,
+            "itr.group": job.group or job.label,
             "itr.method": job.method,
             "itr.dataset": job.dataset.title,
             "itr.seed": str(job.seed),
             "itr.config_hash": job.config_hash,
             "itr.version": harness.__version__,
+            "mlflow.parentRunId": parent_run_id,
             **{f"itr.component.{role}": name for role, name in job.components().items()},
+            **{f"itr.axis.{key}": value for key, value in job.axes.items()},
         }
-        with self.mlflow.start_run(experiment_id=self._experiment_id, run_name=job.title, nested=True, tags=tags) as run:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(self.experiment_id_, run_name=job.title, tags=tags)
+        with _terminated(self.client, run):
             params = {**job.params(), **{f"dataset.{k}": str(v) for k, v in _flat_dataset(job.dataset)}, "seed": str(job.seed)}
-            self.mlflow.log_params({key: value[:6000] for key, value in params.items()})
-            try:
-                yield JobLog(self.mlflow, run.info.run_id)
-            except BaseException as exc:  # recorded, then MLflow marks the run FAILED on the way out
-                self.mlflow.set_tag("itr.error", f"{type(exc).__name__}: {exc}"[:5000])
-                raise
+            self.client.log_batch(run.info.run_id, params=[Param(key, value[:6000]) for key, value in params.items()])
+            yield JobLog(self.client, run.info.run_id)
+
+
+@contextmanager
+def _terminated(client: Any, run: Any) -> Iterator[Any]:
+    """Yield `run` and close it FINISHED, FAILED (error kept as ``itr.error``) or KILLED (Ctrl-C)."""
+    try:
+        yield run
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            client.set_tag(run.info.run_id, "itr.error", f"{type(exc).__name__}: {exc}"[:5000])
+        client.set_terminated(run.info.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def _flat_dataset(entry: Any) -> list[tuple[str, Any]]:
@@ -118,20 +195,40 @@ def _flat_dataset(entry: Any) -> list[tuple[str, Any]]:
 class JobLog:
     """What a running job may record in its child run."""
 
-    def __init__(self, mlflow: Any, run_id: str) -> None:
-        self._mlflow = mlflow
+    def __init__(self, client: Any, run_id: str) -> None:
+        self._client = client
         self.run_id = run_id
 
     def epoch(self, stage: str, epoch: int, record: Mapping[str, float]) -> None:
-        self._mlflow.log_metrics({f"train/{key}": value for key, value in record.items()}, step=epoch)
-        self._mlflow.set_tag("itr.last_stage", stage)
+        """Per-epoch training values as ``train/<key>`` and, per stage, ``train/<stage>/<key>``."""
+        self._log({**{f"train/{key}": value for key, value in record.items()}, **{f"train/{stage}/{key}": value for key, value in record.items()}}, step=epoch)
+        self._client.set_tag(self.run_id, "itr.last_stage", stage)
 
     def metrics(self, metrics: Mapping[str, float]) -> None:
-        self._mlflow.log_metrics(dict(metrics))
+        self._log(metrics, step=0)
 
     def checkpoint(self, folder: Path) -> None:
         """Attach a checkpoint folder (weights + job record) as the run's ``checkpoint`` artifacts."""
-        self._mlflow.log_artifacts(str(folder), artifact_path=CHECKPOINT_ARTIFACTS)
+        self._client.log_artifacts(self.run_id, str(folder), artifact_path=CHECKPOINT_ARTIFACTS)
+
+    def ranks(self, ranks: Mapping[str, Any]) -> None:
+        """Attach each protocol's per-query ranks (`QueryRanks`) as ``ranks/<protocol>.npz``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            for protocol, query_ranks in ranks.items():
+                query_ranks.save(Path(folder) / f"{protocol}.npz")
+            self._client.log_artifacts(self.run_id, folder, artifact_path=RANKS_ARTIFACTS)
+
+    def _log(self, values: Mapping[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
+        for start in range(0, len(metrics), 500):  # MLflow's batch limit is 1000 metrics
+            self._client.log_batch(self.run_id, metrics=metrics[start : start + 500])
 
 
 def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_path: str) -> None:
@@ -169,3 +266,24 @@ def require_experiment(tracking_uri: str, name: str) -> str:
     if experiment is None:
         raise UserError(f"no experiment '{name}' in the MLflow store {tracking_uri}; run `itr run FILE` first")
     return experiment.experiment_id
+
+
+def require_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before anything trains, when an MLflow server does not answer.
+
+    MLflow itself retries an unreachable server for minutes, and only at the first log call.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout) as response:
+            response.read(64)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"tracking URI {tracking_uri} does not answer ({reason}); start the server (`mlflow server`) "
+            "or choose another --tracking-uri"
+        ) from None

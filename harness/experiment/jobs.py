@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -25,6 +25,7 @@ from harness.experiment.config import (
     format_validation_error,
     load_experiment_file,
 )
+from harness.experiment.grid import expand_cells
 from harness.interfaces import MethodRecipe
 from harness.registry import Registry
 
@@ -37,7 +38,11 @@ COMPONENT_KINDS = {
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: train (if the method has stages) and evaluate one method on one dataset."""
+    """One unit of work: train (if the method has stages) and evaluate one method on one dataset.
+
+    `label` names the cell (``ascl[u1=0.8]``), `group` the method block it came from, and `axes`
+    the cell's grid values (dotted key -> rendered value; empty outside a grid).
+    """
 
     label: str
     method: str
@@ -46,6 +51,8 @@ class Job:
     config: JobConfig
     resolved: Mapping[str, Any]
     config_hash: str
+    group: str = ""
+    axes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -144,6 +151,8 @@ def resolve_method(
         resolved["generators"][group] = [
             component("sample-generator", ref, f"generators.{group}.{index}") for index, ref in enumerate(refs)
         ]
+    for text_name, ref in config.texts.items():
+        resolved["texts"][text_name] = component("text-source", ref, f"texts.{text_name}")
     return method_name, config, resolved
 
 
@@ -156,24 +165,42 @@ def expand_jobs(experiment: ExperimentFile, registry: Registry, source: str) -> 
             message = str(exc)
             raise UserError(message if message.startswith(source) else f"{source}: datasets.{index}.name: {message}") from None
     jobs = []
-    for label, overrides in experiment.methods.items():
-        method, config, resolved = resolve_method(registry, label, overrides, f"{source}: methods.{label}")
-        for entry in experiment.datasets:
-            for seed in experiment.seeds:
-                dataset = entry.model_dump(exclude={"label"})
-                payload = {"method": method, "config": resolved, "dataset": dataset, "seed": seed}
-                jobs.append(
-                    Job(
-                        label=label,
-                        method=method,
-                        dataset=entry,
-                        seed=seed,
-                        config=config,
-                        resolved=resolved,
-                        config_hash=config_hash(payload),
+    for label, block in experiment.methods.items():
+        where = f"{source}: methods.{label}"
+        for cell in expand_cells(label, block, where):
+            cell_where = f"{where} (cell {cell.label})" if cell.axes else where
+            method, config, resolved = resolve_method(registry, label, cell.overrides, cell_where)
+            for entry in experiment.datasets:
+                for seed in experiment.seeds:
+                    dataset = entry.model_dump(exclude={"label"})
+                    payload = {"method": method, "config": resolved, "dataset": dataset, "seed": seed}
+                    jobs.append(
+                        Job(
+                            label=cell.label,
+                            method=method,
+                            dataset=entry,
+                            seed=seed,
+                            config=config,
+                            resolved=resolved,
+                            config_hash=config_hash(payload),
+                            group=label,
+                            axes=cell.axes,
+                        )
                     )
-                )
+    _refuse_twins(jobs, source)
     return jobs
+
+
+def _refuse_twins(jobs: list[Job], source: str) -> None:
+    """Two labels for one configuration would run it twice and show it once (rows are per hash)."""
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        twin = seen.setdefault(job.config_hash, job)
+        if twin is not job:
+            raise UserError(
+                f"{source}: methods: {twin.label!r} and {job.label!r} are the same configuration on "
+                f"{job.dataset.title} (seed {job.seed}, config {job.config_hash}); drop one"
+            )
 
 
 def plan(path: Path, registry: Registry) -> tuple[ExperimentFile, list[Job]]:
@@ -193,6 +220,8 @@ def job_from_record(record: Mapping[str, Any], where: str) -> Job:
             config=JobConfig.model_validate(record["resolved"]),
             resolved=record["resolved"],
             config_hash=record["config_hash"],
+            group=record.get("group", record["label"]),
+            axes=record.get("axes", {}),
         )
     except KeyError as exc:
         raise UserError(f"{where}: job record lacks {exc}") from None

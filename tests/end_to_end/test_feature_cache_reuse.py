@@ -23,7 +23,7 @@ def test_second_run_computes_no_features(tmp_path):
     experiment = tmp_path / "bridge.toml"
     experiment.write_text(BRIDGE_ONLY)
     args = ("run", str(experiment), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"))
-    first, second = run_itr(*args), run_itr(*args)
+    first, second = run_itr(*args), run_itr(*args, "--rerun-finished")  # else the finished job is skipped
     assert first.code == 0 and second.code == 0, second.stderr[-2000:]
     first_reused, first_computed = cache_counts(first.stderr)
     assert first_computed > 0

@@ -1,0 +1,80 @@
+"""A job as a self-contained ticket, and what running it produced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class JobTicket:
+    """Everything a fresh process needs to run one job and log it as a child run.
+
+    Attributes:
+        index, total: the job's position in the experiment, for progress lines.
+        title, config_hash: how the job is named in messages and found in MLflow.
+        record: the job record (`harness.checkpoints.job_record`) the job is rebuilt from.
+        tracking_uri, experiment_id, parent_run_id: where the child run goes.
+        source: the experiment file, for messages and relative dataset paths.
+        cache_dir: the feature cache (None: the default location).
+        plugins_dir, strict_plugins: how the driver loaded plugins, repeated in the worker.
+    """
+
+    index: int
+    total: int
+    title: str
+    config_hash: str
+    record: Mapping[str, Any]
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    source: str
+    cache_dir: str | None = None
+    plugins_dir: str | None = None
+    strict_plugins: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobTicket":
+        return cls(**json.loads(text))
+
+
+@dataclass
+class JobOutcome:
+    """A finished job's child run and metrics, or the error that stopped it."""
+
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobOutcome":
+        return cls(**json.loads(text))
+
+
+class Session(Protocol):
+    """What the driver offers an executor while it runs the tickets."""
+
+    log_dir: str
+    """A folder for per-job logs of worker processes."""
+
+    def started(self, ticket: JobTicket) -> None:
+        """Call when a ticket starts (progress, observer hooks)."""
+
+    def finished(self, ticket: JobTicket, outcome: JobOutcome) -> None:
+        """Call once per ticket with its outcome, in any order."""
+
+    def run_here(self, ticket: JobTicket) -> JobOutcome:
+        """Run a ticket in the driver's process, sharing its loaded data and plugins."""
+
+
+class Executor(Protocol):
+    """Runs tickets, reporting each through `session.finished` exactly once."""
+
+    def run(self, tickets: Sequence[JobTicket], session: Session) -> None: ...
