@@ -8,11 +8,15 @@ method's similarity head, so memory stays bounded by ``chunk × chunk`` pairs of
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from harness.embeddings import Embeddings, concat
 from harness.protocols import Protocol
+from harness.statistics.ranks import QueryRanks, caption_word_counts
 from harness.training.model import RetrievalModel, SplitInputs, gather
 
 
@@ -43,6 +47,14 @@ def score_matrix(model: RetrievalModel, images: Embeddings, texts: Embeddings, c
     return scores
 
 
+@dataclass
+class Evaluation:
+    """Metrics keyed ``"{protocol}/{metric}"`` and, per protocol, the rank of every query."""
+
+    metrics: dict[str, float]
+    ranks: dict[str, QueryRanks]
+
+
 def evaluate(
     model: RetrievalModel,
     data: SplitInputs,
@@ -52,19 +64,50 @@ def evaluate(
     chunk: int,
     device: torch.device,
 ) -> dict[str, float]:
+    """Metrics for every protocol (see `evaluate_split`)."""
+    scores = split_scores(model, data, batch_size=batch_size, chunk=chunk, device=device)
+    return protocol_metrics(scores, data.image_of_caption.numpy(), protocols)
+
+
+def evaluate_split(
+    model: RetrievalModel,
+    data: SplitInputs,
+    protocols: list[Protocol],
+    *,
+    batch_size: int,
+    chunk: int,
+    device: torch.device,
+    caption_tags: Mapping[str, Sequence[str]] | None = None,
+) -> Evaluation:
+    """Metrics for every protocol and the per-query ranks behind them (for confidence intervals,
+    paired comparisons and slices: `harness.statistics`); `caption_tags` label each caption."""
+    scores = split_scores(model, data, batch_size=batch_size, chunk=chunk, device=device)
+    image_of_caption = data.image_of_caption.numpy()
+    words = caption_word_counts(data.captions)
+    tags = {name: np.asarray(values, dtype=str) for name, values in (caption_tags or {}).items()}
+    ranks = {}
+    for protocol in protocols:
+        i2t_rank, i2t_image, t2i_rank = protocol.query_ranks(scores.numpy(), image_of_caption)
+        ranks[protocol.name] = QueryRanks(scores.shape[0], i2t_rank, i2t_image, t2i_rank, image_of_caption, words, tags)
+    return Evaluation(protocol_metrics(scores, image_of_caption, protocols), ranks)
+
+
+def split_scores(model: RetrievalModel, data: SplitInputs, *, batch_size: int, chunk: int, device: torch.device) -> torch.Tensor:
+    """The split's score matrix [n_images, n_captions], float32 on the CPU."""
+    images, texts = embed_split(model, data, batch_size, device)
+    if getattr(model.head, "reads_pairing_labels", False):
+        print("warning: the similarity head reads the ground-truth pairing: these scores leak", file=sys.stderr)
+        return model.head.score_with_pairing(images, texts, data.image_of_caption.to(device)).float().cpu()
+    return score_matrix(model, images, texts, chunk)
+
+
+def protocol_metrics(scores: torch.Tensor, image_of_caption: np.ndarray, protocols: list[Protocol]) -> dict[str, float]:
     """Metrics for every protocol, keyed ``"{protocol}/{metric}"`` (e.g. ``coco-1k/rsum``).
 
     Recalls count ties in the query's favour, as the papers do; ``{protocol}/rsum_tie_gap`` is
     how much rSum that rule gained over counting ties against the query. It is 0 for any model
     whose scores do not tie, and large for a collapsed one, which would otherwise look perfect.
     """
-    images, texts = embed_split(model, data, batch_size, device)
-    image_of_caption = data.image_of_caption.numpy()
-    if getattr(model.head, "reads_pairing_labels", False):
-        print("warning: the similarity head reads the ground-truth pairing: these scores leak", file=sys.stderr)
-        scores = model.head.score_with_pairing(images, texts, data.image_of_caption.to(device)).float().cpu()
-    else:
-        scores = score_matrix(model, images, texts, chunk)
     metrics: dict[str, float] = {}
     for protocol in protocols:
         optimistic = protocol.metrics(scores, image_of_caption)

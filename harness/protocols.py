@@ -55,6 +55,21 @@ class Protocol:
                     f"{where}: needs {self.captions_per_image} captions per image, image {split.image_ids[bad]} has {counts[bad]}"
                 )
 
+    def query_ranks(self, scores: np.ndarray, image_of_caption: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-query ranks as `metrics` counts them (optimistic ties, within each fold):
+        ``(i2t_rank, i2t_image, t2i_rank)``, t2i in caption order."""
+        image_of_caption = np.asarray(image_of_caption)
+        i2t_ranks, i2t_images = [], []
+        t2i_rank = np.empty(len(image_of_caption), dtype=np.int64)
+        for images in np.array_split(np.arange(scores.shape[0]), self.folds):
+            captions = np.flatnonzero(np.isin(image_of_caption, images))
+            fold_i2t, t2i_rank[captions] = positive_ranks(
+                scores[images[0] : images[-1] + 1][:, captions], image_of_caption[captions] - images[0]
+            )
+            i2t_ranks.append(fold_i2t)
+            i2t_images.append(images[np.bincount(image_of_caption[captions] - images[0], minlength=len(images)) > 0])
+        return np.concatenate(i2t_ranks), np.concatenate(i2t_images), t2i_rank
+
     def metrics(self, scores: np.ndarray, image_of_caption: np.ndarray, ties: str = "optimistic") -> dict[str, float]:
         """Metrics of the protocol from the split's score matrix [n_images, n_captions]."""
         n_images = scores.shape[0]

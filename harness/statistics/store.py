@@ -1,0 +1,32 @@
+"""Per-query ranks of finished job runs, fetched from the MLflow store."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.statistics.ranks import QueryRanks
+from harness.tracking import RANKS_ARTIFACTS
+
+
+def fetch_ranks(tracking_uri: str, run_id: str, protocol: str) -> QueryRanks | None:
+    """The run's ranks for `protocol`, or None if it has none (e.g. logged by an older version)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{RANKS_ARTIFACTS}/{protocol}.npz", dst_path=folder, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError):
+            return None
+        return QueryRanks.load(Path(path))
+
+
+def require_ranks(tracking_uri: str, run_id: str, protocol: str) -> QueryRanks:
+    ranks = fetch_ranks(tracking_uri, run_id, protocol)
+    if ranks is None:
+        raise UserError(f"run {run_id} has no per-query ranks for protocol '{protocol}' (ranks/{protocol}.npz) in {tracking_uri}")
+    return ranks
