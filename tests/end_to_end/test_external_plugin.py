@@ -1,8 +1,10 @@
-"""A third-party plugin package, installed with pip, adds a loss that trains in a real run."""
+"""A third-party plugin package, installed with pip, adds a loss that trains in a real run,
+passes `itr check`, and passes its own test suite written with the harness's pytest fixtures."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -29,12 +31,20 @@ stages.main.loss.temperature = 0.05
 
 
 @pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory):
-    """The template installed by pip into its own folder, put on the path like site-packages."""
+def plugin_package(tmp_path_factory):
+    """A new plugin package made from the template, as a plugin author starts one: a copy."""
+    package = tmp_path_factory.mktemp("package") / "itr-example-loss"
+    shutil.copytree(TEMPLATE, package, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    return package
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory, plugin_package):
+    """The package installed by pip into its own folder, put on the path like site-packages."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(TEMPLATE)],
+         "--target", str(target), str(plugin_package)],
         check=True, capture_output=True, text=True,
     )
     return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
@@ -66,3 +76,24 @@ def test_without_the_plugin_the_loss_is_unknown(tmp_path):
     out = run_itr("plan", str(experiment))
     assert out.code == 2
     assert "unknown loss 'example-infonce'" in out.stderr
+
+
+def test_installed_plugin_passes_itr_check(plugin_env):
+    out = run_itr("check", "loss:example-infonce", env=plugin_env)
+    assert out.code == 0, out.stdout + out.stderr[-2000:]
+    assert "loss:example-infonce" in out.stdout and "FAIL" not in out.stdout
+    assert "0 failed" in out.stderr
+
+
+def test_the_plugin_package_passes_its_own_tests_with_the_harness_fixtures(plugin_env, plugin_package):
+    inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=plugin_package,
+        env={**inherited, **plugin_env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "3 passed" in proc.stdout
