@@ -7,6 +7,7 @@ inside the commands that need them, so `itr --help` and `itr plugins` answer at 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -99,7 +100,11 @@ def plan(state: _State, experiment_file: Path) -> None:
         for job in jobs
     ]
     click.echo(tabulate(rows, headers=["method", "recipe", "dataset", "seed", "stages", "config hash"], tablefmt="simple"))
-    click.echo(f"{len(jobs)} jobs in experiment '{experiment.name}'")
+    cells = len({job.label for job in jobs})
+    click.echo(
+        f"{len(jobs)} jobs in experiment '{experiment.name}': {cells} method cells × "
+        f"{len(experiment.datasets)} datasets × {len(experiment.seeds)} seeds"
+    )
 
 
 @cli.command()
@@ -107,25 +112,65 @@ def plan(state: _State, experiment_file: Path) -> None:
 @results_option
 @tracking_option
 @cache_option
+@click.option("--executor", "executor_name", default=None, help="in-process (default), local (worker processes) or ray.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Concurrent jobs; more than 1 implies --executor local.")
+@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="Executor option, e.g. num_gpus=1 (repeatable).")
+@click.option("--rerun-finished", is_flag=True, help="Run jobs again even if their configuration already finished.")
 @click.pass_obj
-def run(state: _State, experiment_file: Path, results_dir: Path, tracking_uri: str | None, cache_dir: Path | None) -> None:
-    """Run every job of EXPERIMENT_FILE, log it to MLflow and print the leaderboard."""
+def run(
+    state: _State,
+    experiment_file: Path,
+    results_dir: Path,
+    tracking_uri: str | None,
+    cache_dir: Path | None,
+    executor_name: str | None,
+    workers: int | None,
+    executor_options: tuple[str, ...],
+    rerun_finished: bool,
+) -> None:
+    """Run the unfinished jobs of EXPERIMENT_FILE, log them to MLflow and print the leaderboard."""
     from harness.experiment.jobs import plan as plan_jobs
+    from harness.experiment.run import Launch, run_experiment
     from harness.features import FeatureCache
-    from harness.runner import run_experiment
-    from harness.tracking import Tracker, choose_tracking_uri
+    from harness.tracking import Tracker, choose_tracking_uri, require_reachable
 
     experiment, jobs = plan_jobs(experiment_file, state.host.registry)
+    executor = _executor(state, executor_name, workers, executor_options)
     uri = choose_tracking_uri(tracking_uri, experiment.tracking_uri, results_dir)
+    require_reachable(uri)
     cache = FeatureCache(cache_dir)
-    outcome = run_experiment(experiment.name, experiment_file, jobs, state.host, Tracker(uri, results_dir), cache)
-    click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed", err=True)
+    launch = Launch(
+        source=experiment_file,
+        log_dir=results_dir / experiment.name / "logs",
+        cache_dir=cache.root,
+        plugins_dir=state.plugins_dir,
+        strict_plugins=state.strict_plugins,
+        rerun_finished=rerun_finished,
+    )
+    outcome = run_experiment(experiment.name, jobs, state.host, Tracker(uri, results_dir), cache, executor, launch)
+    click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed in this process", err=True)
     _show_leaderboard(state, uri, experiment.name, results_dir, parent_run_id=outcome.parent_run_id)
     for job, error in outcome.failed:
         click.echo(f"FAILED {job.title}: {error}", err=True)
-    click.echo(f"{len(outcome.finished)} jobs finished, {len(outcome.failed)} failed", err=True)
+    click.echo(
+        f"{len(outcome.finished)} jobs finished, {len(outcome.failed)} failed, "
+        f"{len(outcome.skipped)} skipped (finished before)",
+        err=True,
+    )
     if outcome.failed:
         sys.exit(1)
+
+
+def _executor(state: _State, name: str | None, workers: int | None, options: tuple[str, ...]):
+    """The executor from --executor / --workers / --executor-option."""
+    name = name or ("local" if workers and workers > 1 else "in-process")
+    parsed = _parse_options(options)
+    if workers is not None:
+        parsed.setdefault("workers", workers)
+    spec = state.host.registry.get("executor", name)
+    if workers is not None and "workers" not in spec.options_schema():
+        raise UserError(f"--workers: executor {name!r} has no workers option; options: {', '.join(spec.options_schema()) or 'none'}")
+    return spec.build(parsed, f"--executor {name}")
 
 
 @cli.command("eval")
@@ -254,16 +299,68 @@ def features(
     click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed", err=True)
 
 
+sort_option = click.option("--sort", "sort_by", default="rsum", show_default=True, help="Metric to rank by (best first).")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown", show_default=True,
+    help="How to print the leaderboard (all three are written to files).",
+)
+
+
 @cli.command()
-@click.argument("experiment_file", type=click.Path(path_type=Path), required=False)
-@click.option("--experiment", "experiment_name", default=None, help="Experiment name (instead of a file).")
-@results_option
-@tracking_option
+@click.argument("target", metavar="COMPONENT_OR_METHOD")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Component option, or a method override such as similarity_head.embed_dim=32 (repeatable).")
+@click.option("--seed", default=0, show_default=True, help="Seed of every build and synthetic batch.")
 @click.pass_obj
-def leaderboard(
-    state: _State, experiment_file: Path | None, experiment_name: str | None, results_dir: Path, tracking_uri: str | None
-) -> None:
-    """Print and write the Recall@K / rSum leaderboard of an experiment."""
+def check(state: _State, target: str, options: tuple[str, ...], seed: int) -> None:
+    """Run the contract checks (interface, leakage, determinism, gradients, checkpoint) on a
+    component or method (`kind:name` when a name is taken twice); exit 1 if one fails."""
+    from harness.conformance import run_checks
+
+    report = run_checks(state.host.registry, target, _parse_options(options), seed=seed)
+    click.echo(report.table())
+    click.echo(report.summary(), err=True)
+    sys.exit(report.exit_code)
+
+
+statistics_options = [
+    click.option("--spread", type=click.Choice(["ci", "std"]), default="ci", show_default=True,
+                 help="What ± shows: the bootstrap interval over queries, or the std over seeds."),
+    click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True),
+    click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True),
+]
+
+
+def _with(options):
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+experiment_arguments = [
+    click.argument("experiment_file", type=click.Path(path_type=Path), required=False),
+    click.option("--experiment", "experiment_name", default=None, help="Experiment name (instead of a file)."),
+    results_option,
+    tracking_option,
+]
+
+
+@cli.command()
+@_with(experiment_arguments)
+@sort_option
+@format_option
+@_with(statistics_options)
+@click.pass_obj
+def leaderboard(state: _State, experiment_file, experiment_name, results_dir, tracking_uri, sort_by, fmt, spread, confidence, resamples) -> None:
+    """Print and write the Recall@K / rSum leaderboard of an experiment, with its plots."""
+    uri, name = _experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
+    _show_leaderboard(state, uri, name, results_dir, sort_by=sort_by, fmt=fmt, spread=spread, confidence=confidence, resamples=resamples)
+
+
+def _experiment_store(experiment_file: Path | None, experiment_name: str | None, results_dir: Path, tracking_uri: str | None) -> tuple[str, str]:
+    """(tracking URI, experiment name) from an experiment file or --experiment."""
     from harness.experiment.config import load_experiment_file
     from harness.tracking import choose_tracking_uri
 
@@ -272,28 +369,141 @@ def leaderboard(
         experiment = load_experiment_file(experiment_file)
         experiment_name, file_uri = experiment.name, experiment.tracking_uri
     if not experiment_name:
-        raise UserError("itr leaderboard: give an experiment file or --experiment NAME")
-    _show_leaderboard(state, choose_tracking_uri(tracking_uri, file_uri, results_dir), experiment_name, results_dir)
+        raise UserError("give an experiment file or --experiment NAME")
+    return choose_tracking_uri(tracking_uri, file_uri, results_dir), experiment_name
 
 
 def _show_leaderboard(
-    state: _State, tracking_uri: str, name: str, results_dir: Path, parent_run_id: str | None = None
+    state: _State,
+    tracking_uri: str,
+    name: str,
+    results_dir: Path,
+    parent_run_id: str | None = None,
+    sort_by: str = "rsum",
+    fmt: str = "markdown",
+    spread: str = "ci",
+    confidence: float = 0.95,
+    resamples: int = 1000,
 ) -> None:
+    """Build the leaderboard from MLflow, write tables, slices and plots under results/NAME,
+    attach them to the experiment's parent run (when given) and print it."""
     from harness import leaderboard as board_module
+    from harness.plots import slice_bars, write_plots
+    from harness.statistics.reports import leaderboard_with_statistics, slice_table
     from harness.tracking import log_artifacts, require_experiment
 
     experiment_id = require_experiment(tracking_uri, name)
-    board = board_module.leaderboard_table(board_module.job_results(tracking_uri, experiment_id))
+    board = leaderboard_with_statistics(tracking_uri, experiment_id, sort_by, confidence, resamples)
     state.host.hook.on_leaderboard(frame=board)
-    csv_path, md_path = board_module.write(board, results_dir / name)
+    folder = results_dir / name
+    tables = board_module.write(board, folder, spread, confidence)
+    slices = slice_table(tracking_uri, experiment_id)
+    tables.append(_write_text(folder / "slices_length.csv", slices.to_csv(index=False, float_format="%.2f")))
+    plots = write_plots(board, folder / "plots") + slice_bars(slices, folder / "plots", "length")
     if parent_run_id is not None:
-        log_artifacts(tracking_uri, parent_run_id, [csv_path, md_path], artifact_path="leaderboard")
-    click.echo(board_module.render(board))
-    click.echo(f"written: {csv_path}, {md_path}", err=True)
+        log_artifacts(tracking_uri, parent_run_id, tables, artifact_path="leaderboard")
+        log_artifacts(tracking_uri, parent_run_id, plots, artifact_path="plots")
+    click.echo(board_module.render(board, fmt, spread, confidence))
+    click.echo(f"written: {', '.join(str(path) for path in tables)} and {len(plots)} plots in {folder / 'plots'}", err=True)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary name, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--experiment", "experiment_name", default=None, help="Read RUN_A and RUN_B as leaderboard rows (method labels) of this experiment.")
+@click.option("--dataset", default=None, help="With --experiment: the dataset, when a label ran on several.")
+@click.option("--protocol", default=None, help="Protocol to compare on (default: the first the runs were evaluated on).")
+@results_option
+@tracking_option
+@_with(statistics_options[1:])
+@click.pass_obj
+def compare(state: _State, run_a, run_b, experiment_name, dataset, protocol, results_dir, tracking_uri, confidence, resamples) -> None:
+    """Is A better than B? Paired bootstrap differences on the same test queries.
+
+    RUN_A and RUN_B are job run ids, or with --experiment two method labels of its leaderboard
+    (all their seeds; each side's metric is its mean over seeds).
+    """
+    import pandas as pd
+    from tabulate import tabulate
+
+    from harness.statistics.reports import compare as compare_runs
+    from harness.statistics.reports import runs_of_label
+    from harness.tracking import choose_tracking_uri, require_experiment
+
+    uri = choose_tracking_uri(tracking_uri, None, results_dir)
+    if experiment_name is not None:
+        experiment_id = require_experiment(uri, experiment_name)
+        runs_a, _ = runs_of_label(uri, experiment_id, run_a, dataset)
+        runs_b, _ = runs_of_label(uri, experiment_id, run_b, dataset)
+    else:
+        runs_a, runs_b = [run_a], [run_b]
+    protocol = protocol or _first_protocol(uri, runs_a[0])
+    differences, spread = compare_runs(uri, runs_a, runs_b, protocol, resamples, confidence)
+    rows = [
+        [d.metric, f"{d.a:.1f}", f"{d.b:.1f}", f"{d.difference:.1f}", f"[{d.low:.1f}, {d.high:.1f}]", f"{d.p_value:.3f}",
+         *("" if pd.isna(spread.loc[d.metric, side]) else f"{spread.loc[d.metric, side]:.1f}" for side in ("A", "B"))]
+        for d in differences
+    ]
+    headers = ["metric", "A", "B", "A − B", f"{confidence:.0%} interval", "p", "A seed std", "B seed std"]
+    click.echo(f"A = {run_a} ({len(runs_a)} run(s)), B = {run_b} ({len(runs_b)} run(s)), protocol {protocol}, {resamples} paired resamples")
+    click.echo(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+
+
+def _first_protocol(tracking_uri: str, run_id: str) -> str:
+    import mlflow
+
+    from harness.tracking import RANKS_ARTIFACTS
+
+    try:
+        files = mlflow.MlflowClient(tracking_uri).list_artifacts(run_id, RANKS_ARTIFACTS)
+    except Exception as exc:  # an unknown run id
+        raise UserError(f"run {run_id} in {tracking_uri}: {str(exc).splitlines()[0]}") from None
+    names = [Path(item.path).stem for item in files]
+    if not names:
+        raise UserError(f"run {run_id} has no per-query ranks (ranks/*.npz); it was evaluated by an older itr-harness")
+    return names[0]
+
+
+@cli.command()
+@_with(experiment_arguments)
+@click.option("--by", default="length", show_default=True, help="'length' (caption length buckets) or a per-caption tag of the dataset.")
+@click.option("--lengths", default="9,12", show_default=True, help="Short/medium and medium/long thresholds in words.")
+@click.pass_obj
+def slices(state: _State, experiment_file, experiment_name, results_dir, tracking_uri, by, lengths) -> None:
+    """t2i Recall@K by caption-query slice (length buckets or a dataset's caption tags)."""
+    from tabulate import tabulate
+
+    from harness.plots import slice_bars
+    from harness.statistics.reports import slice_table
+    from harness.tracking import require_experiment
+
+    try:
+        thresholds = tuple(int(part) for part in lengths.split(","))
+    except ValueError:
+        thresholds = ()
+    if len(thresholds) != 2:
+        raise UserError(f"--lengths {lengths!r}: expected two word counts, e.g. 9,12")
+    uri, name = _experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
+    table = slice_table(uri, require_experiment(uri, name), by, thresholds)
+    folder = results_dir / name
+    csv_path = _write_text(folder / f"slices_{by}.csv", table.to_csv(index=False, float_format="%.2f"))
+    plots = slice_bars(table, folder / "plots", by)
+    click.echo(tabulate(table, headers="keys", tablefmt="github", floatfmt=".1f", showindex=False))
+    click.echo(f"written: {csv_path} and {len(plots)} plots in {folder / 'plots'}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI, turning UserError into one line and exit code 2."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per small file is noise
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="itr", standalone_mode=False)

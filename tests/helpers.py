@@ -67,3 +67,16 @@ def metric_history(results_dir: Path, run_id: str, key: str) -> list[float]:
 
     history = mlflow.MlflowClient(store_uri(results_dir)).get_metric_history(run_id, key)
     return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+def printed_leaderboard(stdout: str) -> dict[str, list[str]]:
+    """The leaderboard `itr run` / `itr leaderboard` printed: ``"dataset / protocol"`` -> the
+    method column of that table, in printed order."""
+    tables: dict[str, list[str]] = {}
+    title = None
+    for line in stdout.splitlines():
+        if line.startswith("### "):
+            title = line.removeprefix("### ").strip()
+            tables[title] = []
+        elif title and line.startswith("| ") and not line.startswith("| method"):
+            tables[title].append(line.split("|")[1].strip())
+    return tables

@@ -182,7 +182,7 @@ class AsCLFusionHead(nn.Module):
 
     Options:
         u1: weight of the local score (paper and code: 0.8). 1 = local only, 0 = global only;
-            the unused branch is not computed.
+            the unused branch is not computed (and with u1 = 1 its layers are frozen).
         global_pooling: ``"pair"`` or ``"ground-truth-partner"`` (see above).
         train_fusion: train W_a and the gate W_t. The code never hands them to its optimiser, so
             they stay at their random init (§8-2): False reproduces that. W_c trains either way.
@@ -229,6 +229,9 @@ class AsCLFusionHead(nn.Module):
         self.gate = nn.Linear(2 * embed_dim, embed_dim)  # W_t on [g; u] (gate0): PyTorch's default init
         for layer in (self.image_fc, self.gate):
             layer.requires_grad_(train_fusion)
+        if u1 == 1:  # local only: the global branch is never computed, so nothing of it trains
+            for layer in (self.text_fc, self.image_fc, self.gate):
+                layer.requires_grad_(False)
 
     # -- the two entry points ------------------------------------------------------------------
 

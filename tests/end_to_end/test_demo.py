@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.helpers import DEMO_CONFIG, metric_history, run_itr, search_runs, store_uri
+from tests.helpers import DEMO_CONFIG, metric_history, printed_leaderboard, run_itr, search_runs, store_uri
 
 CHANCE_T2I_R1 = 100 / 20  # 20 test images
 
@@ -28,8 +28,7 @@ DEMO_METHODS = {"class-bridge", "vse++", "vse-inf", "scan", "ascl"}
 
 def test_demo_prints_a_leaderboard_with_every_method(demo):
     out, _, _ = demo
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| coco-demo")]
-    assert {row.split("|")[3].strip() for row in rows} == DEMO_METHODS
+    assert set(printed_leaderboard(out.stdout)["coco-demo / full"]) == DEMO_METHODS
     assert "rsum" in out.stdout
 
 
@@ -74,7 +73,9 @@ def test_leaderboard_is_attached_to_the_experiment_run(demo):
     _, results, runs = demo
     parent_id = runs.loc[runs["tags.itr.kind"] == "experiment", "run_id"].item()
     names = {a.path for a in mlflow.MlflowClient(store_uri(results)).list_artifacts(parent_id, "leaderboard")}
-    assert names == {"leaderboard/leaderboard.csv", "leaderboard/leaderboard.md"}
+    assert names == {f"leaderboard/{name}" for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.html", "slices_length.csv")}
+    plots = {a.path for a in mlflow.MlflowClient(store_uri(results)).list_artifacts(parent_id, "plots")}
+    assert {"plots/recall_coco-demo-full.png", "plots/slices_length_coco-demo-full.png"} <= plots
 
 
 def test_leaderboard_command_rebuilds_the_same_table(demo):
@@ -83,3 +84,49 @@ def test_leaderboard_command_rebuilds_the_same_table(demo):
     assert again.code == 0, again.stderr
     table = [line for line in out.stdout.splitlines() if line.startswith("|")]
     assert [line for line in again.stdout.splitlines() if line.startswith("|")] == table
+
+
+def test_every_job_keeps_its_per_query_ranks(demo):
+    _, results, runs = demo
+    from harness.statistics.store import fetch_ranks
+
+    for run_id in runs.loc[runs["tags.itr.kind"] == "job", "run_id"]:
+        ranks = fetch_ranks(store_uri(results), run_id, "full")
+        assert ranks is not None and ranks.n_images == 20 and len(ranks.t2i_rank) == 100
+
+
+def test_the_printed_leaderboard_has_intervals_and_marks(demo):
+    out, _, _ = demo
+    assert "± 95% bootstrap interval half-width over queries" in out.stdout
+    assert "**423.0 ± " in out.stdout  # the class bridge has the best rSum
+
+
+def test_compare_two_methods_of_the_demo(demo):
+    _, results, _ = demo
+    out = run_itr("compare", "--experiment", "demo", "class-bridge", "vse++", "--results-dir", str(results))
+    assert out.code == 0, out.stderr
+    rsum = next(line for line in out.stdout.splitlines() if line.startswith("| rsum"))
+    cells = [cell.strip() for cell in rsum.split("|")[1:-1]]
+    rsums = board(results)["rsum"]
+    expected = [rsums["class-bridge"], rsums["vse++"], rsums["class-bridge"] - rsums["vse++"]]
+    assert [float(cell) for cell in cells[1:4]] == pytest.approx(expected, abs=0.06)
+    assert expected[2] > 100 and float(cells[5]) < 0.05
+
+
+def test_a_run_compared_with_itself_differs_by_nothing(demo):
+    _, results, runs = demo
+    run_id = runs.loc[runs["tags.itr.label"] == "vse++", "run_id"].item()
+    out = run_itr("compare", run_id, run_id, "--results-dir", str(results))
+    assert out.code == 0, out.stderr
+    rsum = next(line for line in out.stdout.splitlines() if line.startswith("| rsum"))
+    assert [cell.strip() for cell in rsum.split("|")[4:7]] == ["0.0", "[0.0, 0.0]", "1.000"]
+
+
+def test_slices_by_caption_length_partition_the_queries(demo):
+    _, results, _ = demo
+    out = run_itr("slices", str(DEMO_CONFIG), "--results-dir", str(results), "--lengths", "9,11")
+    assert out.code == 0, out.stderr
+    table = pd.read_csv(results / "demo" / "slices_length.csv")
+    assert set(table["slice"]) <= {"short (≤9)", "medium (10–11)", "long (≥12)"}
+    assert (table.groupby("method")["queries"].sum() == 100).all() and set(table["method"]) == DEMO_METHODS
+    assert list((results / "demo" / "plots").glob("slices_length_*.png"))

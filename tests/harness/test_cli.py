@@ -40,7 +40,8 @@ def test_plugins_lists_each_plugin_with_version_and_components(itr):
 def test_plan_prints_the_demo_jobs(itr):
     out = itr("plan", str(DEMO_CONFIG))
     assert out.code == 0, out.stderr
-    assert "2 jobs in experiment 'demo'" in out.stdout
+    methods = DEMO_CONFIG.read_text().count("\n[methods.")
+    assert f"{methods} jobs in experiment 'demo': {methods} method cells × 1 datasets × 1 seeds" in out.stdout
     assert "class-bridge" in out.stdout and "vse++" in out.stdout
 
 

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from tests.helpers import run_itr
-
-
-def leaderboard_rows(stdout: str, dataset: str) -> list[str]:
-    return [line for line in stdout.splitlines() if line.startswith("|") and f" {dataset} " in line]
+from tests.helpers import printed_leaderboard, run_itr
 
 
 def test_vse_plus_plus_trains_on_a_precomp_dataset(tmp_path):
@@ -44,7 +39,7 @@ stages.main.epochs = 1
     )
     out = run_itr("run", str(experiment), "--results-dir", str(tmp_path / "results"))
     assert out.code == 0, out.stderr[-3000:]
-    assert any("| vse++ " in row for row in leaderboard_rows(out.stdout, "precomp")), out.stdout
+    assert "vse++" in printed_leaderboard(out.stdout)["precomp / full"], out.stdout
 
 
 def test_the_class_bridge_evaluates_a_karpathy_dataset(tmp_path):
@@ -74,7 +69,7 @@ options = {{ annotations = {json.dumps(str(annotations))}, image_root = {json.du
     )
     out = run_itr("run", str(experiment), "--results-dir", str(tmp_path / "results"))
     assert out.code == 0, out.stderr[-3000:]
-    assert any("| class-bridge " in row for row in leaderboard_rows(out.stdout, "karpathy")), out.stdout
+    assert "class-bridge" in printed_leaderboard(out.stdout)["karpathy / full"], out.stdout
 
 
 def test_bad_precomp_data_stops_the_run_with_exit_code_2(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from harness.experiment.jobs import plan
 from harness.plugin_manager import PluginHost
-from tests.helpers import REPO_ROOT, run_itr
+from tests.helpers import REPO_ROOT, printed_leaderboard, run_itr
 
 ABLATION = REPO_ROOT / "configs" / "ascl_ablation.toml"
 
@@ -77,4 +77,4 @@ def test_ascl_trains_and_ranks_the_demo_set_through_the_cli(tmp_path):
         "run", str(experiment), "--results-dir", str(tmp_path / "results")
     )
     assert out.code == 0, out.stderr[-3000:]
-    assert any(line.startswith("| coco-demo") and "| ascl " in line for line in out.stdout.splitlines())
+    assert printed_leaderboard(out.stdout)["coco-demo / full"] == ["ascl"]
