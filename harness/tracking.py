@@ -284,6 +284,6 @@ def require_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(
-            f"tracking URI {tracking_uri} does not answer ({reason}); start the server (`mlflow server`) "
+            f"tracking URI {tracking_uri} does not answer ({reason}); start the server (mlflow server) "
             "or choose another --tracking-uri"
         ) from None
