@@ -80,3 +80,10 @@ def printed_leaderboard(stdout: str) -> dict[str, list[str]]:
         elif title and line.startswith("| ") and not line.startswith("| method"):
             tables[title].append(line.split("|")[1].strip())
     return tables
+
+
+def write_experiment(folder: Path, text: str) -> Path:
+    """`text` as ``folder/exp.toml``, an experiment file for `plan` or `itr`."""
+    path = folder / "exp.toml"
+    path.write_text(text)
+    return path

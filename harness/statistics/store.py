@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from harness.errors import UserError
@@ -10,8 +11,13 @@ from harness.statistics.ranks import QueryRanks
 from harness.tracking import RANKS_ARTIFACTS
 
 
+@lru_cache(maxsize=4096)
 def fetch_ranks(tracking_uri: str, run_id: str, protocol: str) -> QueryRanks | None:
-    """The run's ranks for `protocol`, or None if it has none (e.g. logged by an older version)."""
+    """The run's ranks for `protocol`, or None if it has none (e.g. logged by an older version).
+
+    A finished run's artifacts never change, so each is downloaded once per process (the
+    leaderboard and its slices read the same runs).
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -7,20 +7,9 @@ import pytest
 from harness.errors import UserError
 from harness.experiment.grid import expand_cells, render_value
 from harness.experiment.jobs import plan
-from harness.plugin_manager import PluginHost
+from tests.helpers import write_experiment
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return PluginHost().registry
-
-
-def write(tmp_path, text: str):
-    path = tmp_path / "exp.toml"
-    path.write_text(text)
-    return path
 
 
 def test_a_block_without_grid_is_one_cell_with_its_own_label():
@@ -93,7 +82,7 @@ def test_invalid_grids_are_one_line_errors(grid, message):
 
 def test_plan_expands_grid_cells_with_datasets_and_seeds(tmp_path, registry):
     text = 'seeds = [0, 1]\n' + BASE + '[methods."vse++"]\n[methods."vse++".grid]\n"stages.main.loss.margin" = [0.1, 0.2]\n'
-    _, jobs = plan(write(tmp_path, text), registry)
+    _, jobs = plan(write_experiment(tmp_path, text), registry)
     assert [(job.label, job.seed) for job in jobs] == [
         ("vse++[margin=0.1]", 0), ("vse++[margin=0.1]", 1), ("vse++[margin=0.2]", 0), ("vse++[margin=0.2]", 1)
     ]
@@ -103,7 +92,7 @@ def test_plan_expands_grid_cells_with_datasets_and_seeds(tmp_path, registry):
 
 def test_a_component_swap_axis_replaces_the_component_table(tmp_path, registry):
     text = BASE + '[methods.ascl]\nsimilarity_head.embed_dim = 64\n[methods.ascl.grid]\nsimilarity_head = [{ name = "ascl-fusion", embed_dim = 64 }, { name = "cosine" }]\n'
-    _, jobs = plan(write(tmp_path, text), registry)
+    _, jobs = plan(write_experiment(tmp_path, text), registry)
     assert [job.label for job in jobs] == ["ascl[similarity_head=ascl-fusion(embed_dim=64)]", "ascl[similarity_head=cosine]"]
     assert jobs[1].resolved["similarity_head"] == {"name": "cosine", "normalize": True}
 
@@ -111,18 +100,18 @@ def test_a_component_swap_axis_replaces_the_component_table(tmp_path, registry):
 def test_an_invalid_cell_is_refused_naming_the_cell(tmp_path, registry):
     text = BASE + '[methods."vse++"]\n[methods."vse++".grid]\n"train.lr" = [1e-3, -1.0]\n'
     with pytest.raises(UserError) as caught:
-        plan(write(tmp_path, text), registry)
+        plan(write_experiment(tmp_path, text), registry)
     assert "methods.vse++ (cell vse++[lr=-1.0]): train.lr: input should be greater than 0" in str(caught.value)
 
 
 def test_an_unknown_dotted_key_is_refused_with_a_hint(tmp_path, registry):
     text = BASE + '[methods."vse++"]\n[methods."vse++".grid]\n"text_encoder.min_cont" = [1, 2]\n'
     with pytest.raises(UserError) as caught:
-        plan(write(tmp_path, text), registry)
+        plan(write_experiment(tmp_path, text), registry)
     assert "unknown option 'min_cont'" in str(caught.value) and "did you mean 'min_count'" in str(caught.value)
 
 
 def test_two_labels_for_one_configuration_are_refused(tmp_path, registry):
     text = BASE + '[methods."vse++"]\n[methods.again]\nmethod = "vse++"\n'
     with pytest.raises(UserError, match="'vse\\+\\+' and 'again' are the same configuration"):
-        plan(write(tmp_path, text), registry)
+        plan(write_experiment(tmp_path, text), registry)

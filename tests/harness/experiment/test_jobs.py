@@ -6,37 +6,26 @@ import pytest
 
 from harness.errors import UserError
 from harness.experiment.jobs import config_hash, deep_merge, plan
-from harness.plugin_manager import PluginHost
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return PluginHost().registry
-
-
-def write(tmp_path, text: str):
-    path = tmp_path / "exp.toml"
-    path.write_text(text)
-    return path
+from tests.helpers import write_experiment
 
 
 BASE = 'name = "t"\nseeds = [0, 1]\n[[datasets]]\nname = "coco-demo"\n'
 
 
 def test_one_job_per_method_dataset_and_seed(tmp_path, registry):
-    _, jobs = plan(write(tmp_path, BASE + '[methods."vse++"]\n[methods.class-bridge]\n'), registry)
+    _, jobs = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n[methods.class-bridge]\n'), registry)
     assert [(job.label, job.seed) for job in jobs] == [("vse++", 0), ("vse++", 1), ("class-bridge", 0), ("class-bridge", 1)]
 
 
 def test_overrides_merge_into_the_recipe_defaults(tmp_path, registry):
-    _, [job, _] = plan(write(tmp_path, BASE + '[methods."vse++"]\nstages.main.epochs = 3\ntrain.lr = 1e-3\n'), registry)
+    _, [job, _] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\nstages.main.epochs = 3\ntrain.lr = 1e-3\n'), registry)
     assert job.config.stages["main"].epochs == 3
     assert job.config.train.lr == 1e-3
     assert job.config.stages["main"].loss.name == "hardest-negative-triplet"
 
 
 def test_resolved_config_fills_every_component_default(tmp_path, registry):
-    _, [job, _] = plan(write(tmp_path, BASE + '[methods."vse++"]\n'), registry)
+    _, [job, _] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
     assert job.resolved["text_encoder"]["word_dim"] == 300
     assert job.resolved["stages"]["main"]["loss"] == {"name": "hardest-negative-triplet", "margin": 0.2, "mask_same_image": False}
     assert job.params()["stages.main.loss.margin"] == "0.2"
@@ -44,7 +33,7 @@ def test_resolved_config_fills_every_component_default(tmp_path, registry):
 
 def test_a_label_can_reuse_a_recipe_with_other_settings(tmp_path, registry):
     text = BASE + '[methods.vse0]\nmethod = "vse++"\nstages.main.loss.name = "sum-hinge-triplet"\n'
-    _, [job, _] = plan(write(tmp_path, text), registry)
+    _, [job, _] = plan(write_experiment(tmp_path, text), registry)
     assert (job.label, job.method) == ("vse0", "vse++")
     assert job.components()["losses"] == "sum-hinge-triplet"
 
@@ -56,9 +45,9 @@ def test_swapping_a_component_drops_the_old_components_options():
 
 
 def test_config_hash_depends_on_seed_and_settings_not_on_label(tmp_path, registry):
-    _, jobs_a = plan(write(tmp_path, BASE + '[methods."vse++"]\n'), registry)
-    _, jobs_b = plan(write(tmp_path, BASE + '[methods.renamed]\nmethod = "vse++"\n'), registry)
-    _, jobs_c = plan(write(tmp_path, BASE + '[methods."vse++"]\ntrain.lr = 1e-3\n'), registry)
+    _, jobs_a = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
+    _, jobs_b = plan(write_experiment(tmp_path, BASE + '[methods.renamed]\nmethod = "vse++"\n'), registry)
+    _, jobs_c = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\ntrain.lr = 1e-3\n'), registry)
     assert jobs_a[0].config_hash == jobs_b[0].config_hash
     assert jobs_a[0].config_hash != jobs_a[1].config_hash
     assert jobs_a[0].config_hash != jobs_c[0].config_hash
@@ -76,4 +65,4 @@ def test_deep_merge_replaces_leaves_and_merges_tables():
 
 def test_wrong_stage_loss_option_names_the_stage(tmp_path, registry):
     with pytest.raises(UserError, match=r"methods.vse\+\+.stages.main.loss: unknown option 'margn'"):
-        plan(write(tmp_path, BASE + '[methods."vse++"]\nstages.main.loss.margn = 0.1\n'), registry)
+        plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\nstages.main.loss.margn = 0.1\n'), registry)

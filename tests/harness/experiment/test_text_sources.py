@@ -6,30 +6,19 @@ import pytest
 
 from harness.errors import UserError
 from harness.experiment.jobs import plan
-from harness.plugin_manager import PluginHost
+from tests.helpers import write_experiment
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return PluginHost().registry
-
-
-def write(tmp_path, text: str):
-    path = tmp_path / "exp.toml"
-    path.write_text(text)
-    return path
-
-
 def test_a_stage_trains_on_captions_unless_it_names_a_text_source(tmp_path, registry):
-    _, [job] = plan(write(tmp_path, BASE + '[methods."vse++"]\n'), registry)
+    _, [job] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
     assert job.config.stages["main"].text == "captions" and job.resolved["texts"] == {}
 
 
 def test_text_sources_are_resolved_with_their_component_defaults(tmp_path, registry):
     text = BASE + '[methods.v]\nmethod = "vse++"\ntexts.long = { name = "dense-text", max_words = 50 }\nstages.main.text = "long"\n'
-    _, [job] = plan(write(tmp_path, text), registry)
+    _, [job] = plan(write_experiment(tmp_path, text), registry)
     assert job.resolved["texts"]["long"]["max_words"] == 50 and job.resolved["texts"]["long"]["fallback"] == "siblings"
     assert job.params()["stages.main.text"] == "long"
 
@@ -37,17 +26,17 @@ def test_text_sources_are_resolved_with_their_component_defaults(tmp_path, regis
 def test_a_stage_naming_an_undefined_text_source_is_refused_with_a_hint(tmp_path, registry):
     text = BASE + '[methods.v]\nmethod = "vse++"\ntexts.dense = { name = "dense-text" }\nstages.main.text = "dens"\n'
     with pytest.raises(UserError, match=r"methods.v: stages.main.text: no text source 'dens' \(did you mean 'dense'\?\); known: captions, dense"):
-        plan(write(tmp_path, text), registry)
+        plan(write_experiment(tmp_path, text), registry)
 
 
 def test_an_unknown_text_source_component_or_option_is_refused(tmp_path, registry):
     with pytest.raises(UserError, match="unknown text-source 'dense-txt'"):
-        plan(write(tmp_path, BASE + '[methods.v]\nmethod = "vse++"\ntexts.dense = { name = "dense-txt" }\n'), registry)
+        plan(write_experiment(tmp_path, BASE + '[methods.v]\nmethod = "vse++"\ntexts.dense = { name = "dense-txt" }\n'), registry)
     with pytest.raises(UserError, match="methods.v.texts.dense: unknown option 'paht'"):
-        plan(write(tmp_path, BASE + '[methods.v]\nmethod = "vse++"\ntexts.dense = { name = "dense-text", paht = "x" }\n'), registry)
+        plan(write_experiment(tmp_path, BASE + '[methods.v]\nmethod = "vse++"\ntexts.dense = { name = "dense-text", paht = "x" }\n'), registry)
 
 
 def test_generated_positives_need_a_stage_on_captions(tmp_path, registry):
     text = BASE + '[methods.a]\nmethod = "ascl"\ntexts.dense = { name = "dense-text" }\nstages.main.text = "dense"\n'
     with pytest.raises(UserError, match="generated positives rewrite captions"):
-        plan(write(tmp_path, text), registry)
+        plan(write_experiment(tmp_path, text), registry)
