@@ -174,7 +174,7 @@ def _executor(state: _State, name: str | None, workers: int | None, options: tup
 
 
 @cli.command("eval")
-@click.argument("run_id")
+@click.argument("checkpoint", metavar="RUN_ID_OR_FOLDER")
 @click.option("--dataset", "dataset_name", default=None, help="Registered dataset to evaluate on (default: the job's).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. path=/data/coco_precomp (repeatable).")
 @click.option("--split", default=None, help="Split to evaluate (default: the job's test split).")
@@ -185,7 +185,7 @@ def _executor(state: _State, name: str | None, workers: int | None, options: tup
 @click.pass_obj
 def eval_checkpoint(
     state: _State,
-    run_id: str,
+    checkpoint: str,
     dataset_name: str | None,
     options: tuple[str, ...],
     split: str | None,
@@ -194,7 +194,8 @@ def eval_checkpoint(
     tracking_uri: str | None,
     cache_dir: Path | None,
 ) -> None:
-    """Evaluate the checkpoint of job run RUN_ID (from `itr run`) on a dataset and protocol."""
+    """Evaluate a checkpoint on a dataset and protocol: the one of job run RUN_ID (from `itr run`),
+    or a checkpoint folder (model.safetensors + job.json, e.g. from a colleague)."""
     import tempfile
 
     from tabulate import tabulate
@@ -205,15 +206,18 @@ def eval_checkpoint(
     from harness.runner import DataCatalog, evaluate_checkpoint
     from harness.tracking import choose_tracking_uri, download_checkpoint
 
-    uri = choose_tracking_uri(tracking_uri, None, results_dir)
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = download_checkpoint(uri, run_id, Path(folder))
-        job = job_from_record(read_job(checkpoint), f"run {run_id}")
+    with tempfile.TemporaryDirectory() as scratch:
+        if Path(checkpoint).is_dir():
+            folder, source = Path(checkpoint), f"checkpoint {checkpoint}"
+        else:
+            uri = choose_tracking_uri(tracking_uri, None, results_dir)
+            folder, source = download_checkpoint(uri, checkpoint, Path(scratch)), f"run {checkpoint}"
+        job = job_from_record(read_job(folder), source)
         target = _dataset_entry(job.dataset, dataset_name, options, split, protocols)
-        catalog = DataCatalog(state.host.registry, f"itr eval {run_id}")
-        metrics = evaluate_checkpoint(job, checkpoint, state.host.registry, catalog, FeatureCache(cache_dir), target)
+        catalog = DataCatalog(state.host.registry, f"itr eval {checkpoint}")
+        metrics = evaluate_checkpoint(job, folder, state.host.registry, catalog, FeatureCache(cache_dir), target)
     rows = [[protocol, *(metrics[f"{protocol}/{key}"] for key in METRIC_COLUMNS)] for protocol in target.protocols]
-    click.echo(f"{job.label} (run {run_id}) on {target.title}:{target.test}")
+    click.echo(f"{job.label} ({source}) on {target.title}:{target.test}")
     click.echo(tabulate(rows, headers=["protocol", *METRIC_COLUMNS], tablefmt="github", floatfmt=".1f"))
 
 
@@ -253,7 +257,7 @@ def _dataset_entry(job_dataset, dataset_name, options, split, protocols):
     try:
         return DatasetEntry.model_validate(fields)
     except ValidationError as exc:
-        raise UserError(format_validation_error("itr eval", exc)) from None
+        raise UserError(format_validation_error("itr eval", exc, DatasetEntry)) from None
 
 
 @cli.command()
@@ -437,9 +441,10 @@ def compare(state: _State, run_a, run_b, experiment_name, dataset, protocol, res
 
     from harness.statistics.reports import compare as compare_runs
     from harness.statistics.reports import runs_of_label
-    from harness.tracking import choose_tracking_uri, require_experiment
+    from harness.tracking import choose_tracking_uri, require_experiment, require_store
 
     uri = choose_tracking_uri(tracking_uri, None, results_dir)
+    require_store(uri)
     if experiment_name is not None:
         experiment_id = require_experiment(uri, experiment_name)
         runs_a, _ = runs_of_label(uri, experiment_id, run_a, dataset)

@@ -99,6 +99,7 @@ class PluginHost:
     def _fail(self, info: PluginInfo, message: str) -> None:
         info.error = message
         self.plugins[info.name] = info
+        self.registry.failed_plugins[info.name] = message
         if self.strict:
             raise UserError(f"plugin '{info.name}' ({info.source}): {message}")
         print(f"warning: plugin '{info.name}' skipped: {message}", file=sys.stderr)

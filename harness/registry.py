@@ -154,6 +154,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str], ComponentSpec] = {}
+        self.failed_plugins: dict[str, str] = {}
+        """Plugin name -> why it did not load: an unknown name may be one of theirs."""
 
     def add(self, spec: ComponentSpec) -> None:
         if spec.kind not in KINDS:
@@ -178,9 +180,10 @@ class Registry:
             return self._specs[(kind, name)]
         except KeyError:
             known = self.names(kind)
+            failed = "".join(f"; plugin '{plugin}' did not load ({error})" for plugin, error in self.failed_plugins.items())
             raise UserError(
                 f"unknown {kind} '{name}'{closest(name, known)}; registered: "
-                f"{', '.join(known) or 'none'} (see `itr plugins`)"
+                f"{', '.join(known) or 'none'} (see `itr plugins`){failed}"
             ) from None
 
     def names(self, kind: str) -> list[str]:

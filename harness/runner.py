@@ -17,6 +17,7 @@ from harness.errors import UserError
 from harness.experiment.config import DatasetEntry
 from harness.experiment.jobs import Job
 from harness.features import CachedTextBackbone, FeatureCache, split_image_features
+from harness.image_files import check_image_files
 from harness.interfaces import BuildContext, RetrievalSplit
 from harness.protocols import PROTOCOLS
 from harness.registry import Registry
@@ -35,7 +36,10 @@ class DataCatalog:
         key = (entry.name, json.dumps(entry.options, sort_keys=True, default=str), split)
         if key not in self._splits:
             dataset = self.registry.get("dataset", entry.name).build(entry.options, f"{self.source}: datasets.{entry.name}")
-            self._splits[key] = dataset.load(split)
+            loaded = dataset.load(split)
+            if loaded.image_paths is not None:
+                check_image_files(loaded.image_paths, f"{entry.title}:{split}")
+            self._splits[key] = loaded
         return self._splits[key]
 
     def image_texts(self, job: Job, name: str) -> list[str]:

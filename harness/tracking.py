@@ -79,15 +79,22 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str, results_dir: Path | None = None) -> None:
-        import mlflow
-
-        if tracking_uri.startswith("sqlite:///"):
-            seed_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
-        self.mlflow = mlflow
-        self.client = mlflow.MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
         self.results_dir = results_dir
         self.experiment_id_: str | None = None
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client, opened on first use: a run stopped by bad input (preflight) has
+        not created a store yet, so it leaves nothing behind."""
+        if self._client is None:
+            import mlflow
+
+            if self.tracking_uri.startswith("sqlite:///"):
+                seed_sqlite_store(Path(self.tracking_uri.removeprefix("sqlite:///")))
+            self._client = mlflow.MlflowClient(self.tracking_uri)
+        return self._client
 
     @classmethod
     def attach(cls, tracking_uri: str, experiment_id: str) -> "Tracker":
@@ -245,6 +252,7 @@ def download_checkpoint(tracking_uri: str, run_id: str, folder: Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    require_store(tracking_uri)
     try:
         mlflow.MlflowClient(tracking_uri).get_run(run_id)
         path = mlflow.artifacts.download_artifacts(
@@ -261,11 +269,22 @@ def require_experiment(tracking_uri: str, name: str) -> str:
     """The id of an existing experiment, or a UserError saying how to create it."""
     import mlflow
 
+    require_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.MlflowClient().get_experiment_by_name(name)
     if experiment is None:
         raise UserError(f"no experiment '{name}' in the MLflow store {tracking_uri}; run `itr run FILE` first")
     return experiment.experiment_id
+
+
+def require_store(tracking_uri: str) -> None:
+    """Commands that only read (eval, leaderboard, compare, slices) refuse a local store that does
+    not exist, instead of letting MLflow create an empty one where the user mistyped a path."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise UserError(f"no MLflow store at {path}; run `itr run FILE` first, or give --results-dir / --tracking-uri")
+    require_reachable(tracking_uri)
 
 
 def require_reachable(tracking_uri: str, timeout: float = 5.0) -> None:

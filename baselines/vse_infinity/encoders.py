@@ -24,10 +24,11 @@ from baselines.vse_infinity.pooling import PoolingKind, make_pooling, real_posit
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 from harness.interfaces import BuildContext
+from harness.options import DropRate, Fraction, NonNegative
 
 
 def _check(condition: bool, message: str) -> None:
-    """Reject an option value the signature's type cannot express (a range)."""
+    """Reject an option value its annotation cannot express (one option against another, or the data)."""
     if not condition:
         raise UserError(message)
 
@@ -75,7 +76,7 @@ class RegionImageEncoder(nn.Module):
         mlp_hidden: int = 512,
         residual_mlp: bool = True,
         pooling: PoolingKind = "gpo",
-        region_drop: float = 0.2,
+        region_drop: DropRate = 0.2,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -83,7 +84,6 @@ class RegionImageEncoder(nn.Module):
         _check(feature in offered, f"image feature {feature!r} is not offered; offered: {', '.join(sorted(offered)) or 'none'}")
         shape = tuple(offered[feature])
         _check(len(shape) == 2, f"image feature {feature!r} has per-item shape {shape}; vse-inf-region needs a region set [R, D]")
-        _check(0 <= region_drop < 1, f"region_drop must be in [0, 1), got {region_drop}")
         self.feature = feature
         self.region_drop = region_drop
         self.normalize = normalize
@@ -158,11 +158,10 @@ class GRUTokenTextEncoder(nn.Module):
         min_count: int = 4,
         bidirectional: bool = True,
         pooling: PoolingKind = "gpo",
-        token_mask: float = 0.2,
+        token_mask: Fraction = 0.2,
         normalize: bool = True,
     ) -> None:
         super().__init__()
-        _check(0 <= token_mask <= 1, f"token_mask must be in [0, 1], got {token_mask}")
         self.vocabulary = Vocabulary.from_captions(ctx.train_captions, min_count=min_count)
         self.mask_id = len(self.vocabulary)
         self.embed_dim = embed_dim
@@ -240,9 +239,9 @@ class HFTextEncoder(nn.Module):
         model_path: str | None = None,
         embed_dim: int = 1024,
         pooling: PoolingKind = "gpo",
-        lr_scale: float = 0.1,
+        lr_scale: NonNegative = 0.1,
         max_length: int = 64,
-        token_mask: float = 0.2,
+        token_mask: Fraction = 0.2,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -252,9 +251,7 @@ class HFTextEncoder(nn.Module):
         transformers_logging.disable_progress_bar()  # a bar per load of a local model is noise
         path = Path(model_path) if model_path is not None else default_model_path()
         _check((path / "config.json").is_file(), f"{path}: not a local Hugging Face model directory")
-        _check(lr_scale >= 0, f"lr_scale must be ≥ 0, got {lr_scale}")
         _check(max_length >= 2, f"max_length must leave room for [CLS] and [SEP], got {max_length}")
-        _check(0 <= token_mask <= 1, f"token_mask must be in [0, 1], got {token_mask}")
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         _check(self.tokenizer.is_fast, f"{path}: hf-text needs a fast tokenizer (tokenizer.json) for word boundaries")
         _check(token_mask == 0 or self.tokenizer.mask_token_id is not None, f"{path}: the tokenizer has no mask token; set token_mask = 0")

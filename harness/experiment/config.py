@@ -9,6 +9,7 @@ knobs in `TrainConfig`, component options in the component factory's signature.
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,12 @@ class TrainConfig(_Strict):
     amp: bool = True
     eval_batch_size: PositiveInt = 256
     score_chunk: PositiveInt = 1024
+
+    @model_validator(mode="after")
+    def _milestones_for_multistep(self) -> "TrainConfig":
+        if self.lr_schedule == "multistep" and not self.lr_milestones:
+            raise PydanticCustomError("milestones", "lr_schedule 'multistep' needs lr_milestones, a non-empty list of epochs")
+        return self
 
 
 CAPTIONS = "captions"
@@ -175,13 +182,47 @@ class ExperimentFile(_Strict):
     tracking_uri: str | None = None
 
 
-def format_validation_error(where: str, exc: ValidationError) -> str:
-    """One line for the first error: ``file: dotted.key: what was expected (got value)``."""
+def format_validation_error(where: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line for the first error: ``file: dotted.key: what was expected (got value)``.
+
+    An unknown key names the closest allowed one and lists them all, when `model` (the model that
+    was validated) is given.
+    """
     err = exc.errors()[0]
     key = ".".join(str(part) for part in err["loc"])
-    got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+    if err["type"] == "extra_forbidden" and model is not None:
+        allowed = _keys_at(model, err["loc"][:-1])
+        name = str(err["loc"][-1])
+        if allowed:
+            return f"{where}: {key}: unknown key '{name}'{closest(name, allowed)}; allowed here: {', '.join(allowed)}"
+    shown = "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict)  # not a whole table
+    got = f" (got {err['input']!r})" if shown else ""
     message = err["msg"][0].lower() + err["msg"][1:]
     return f"{where}: {key}: {message}{got}" if key else f"{where}: {message}"
+
+
+def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at `path` inside `model` (dict keys and list indices
+    step into the value type), or [] where the path leads to no model."""
+    import typing
+
+    def unwrap(annotation: Any) -> Any:
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+            return args[0]
+        return annotation
+
+    annotation: Any = model
+    for part in path:
+        annotation = unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+        else:
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else None
+    annotation = unwrap(annotation)
+    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
 
 
 def load_experiment_file(path: Path) -> ExperimentFile:
@@ -195,4 +236,4 @@ def load_experiment_file(path: Path) -> ExperimentFile:
     try:
         return ExperimentFile.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(format_validation_error(str(path), exc)) from None
+        raise UserError(format_validation_error(str(path), exc, ExperimentFile)) from None

@@ -128,7 +128,7 @@ def resolve_method(
     try:
         config = JobConfig.model_validate(merged)
     except ValidationError as exc:
-        raise UserError(format_validation_error(where, exc)) from None
+        raise UserError(format_validation_error(where, exc, JobConfig)) from None
 
     def component(kind: str, ref: ComponentRef, key: str) -> dict[str, Any]:
         try:

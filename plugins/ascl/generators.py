@@ -23,6 +23,7 @@ import torch
 from harness.embeddings import Embeddings, VectorSets
 from harness.errors import UserError
 from harness.interfaces import BuildContext
+from harness.options import DropRate, Fraction, NonNegative
 from plugins.ascl.captions import MAX_WORDS, pre_caption
 
 # -- text-level positives (§2.1) -------------------------------------------------------------
@@ -78,9 +79,7 @@ class RandomDeletion:
 
     level: ClassVar[str] = "text"
 
-    def __init__(self, ctx: BuildContext, *, alpha: float = 0.2) -> None:
-        if not 0 <= alpha < 1:
-            raise UserError(f"random-deletion: alpha must be in [0, 1) (got {alpha})")
+    def __init__(self, ctx: BuildContext, *, alpha: DropRate = 0.2) -> None:
         self.alpha = alpha
 
     def __call__(self, captions: Sequence[str], siblings: Sequence[Sequence[str]], rng: random.Random) -> list[str]:
@@ -106,9 +105,7 @@ class RandomSwap:
 
     level: ClassVar[str] = "text"
 
-    def __init__(self, ctx: BuildContext, *, alpha: float = 0.2) -> None:
-        if alpha < 0:
-            raise UserError(f"random-swap: alpha must be ≥ 0 (got {alpha})")
+    def __init__(self, ctx: BuildContext, *, alpha: NonNegative = 0.2) -> None:
         self.alpha = alpha
 
     def __call__(self, captions: Sequence[str], siblings: Sequence[Sequence[str]], rng: random.Random) -> list[str]:
@@ -182,9 +179,7 @@ class FeatureDropout:
 
     level: ClassVar[str] = "feature"
 
-    def __init__(self, ctx: BuildContext, *, p: float = 0.5) -> None:
-        if not 0 <= p < 1:
-            raise UserError(f"feature-dropout: p must be in [0, 1) (got {p})")
+    def __init__(self, ctx: BuildContext, *, p: DropRate = 0.5) -> None:
         self.p = p
 
     def __call__(self, texts: Embeddings, rng: torch.Generator) -> Embeddings:
@@ -244,9 +239,7 @@ class ZeroDimOrToken:
 
     level: ClassVar[str] = "feature"
 
-    def __init__(self, ctx: BuildContext, *, p_dimension: float = 0.5) -> None:
-        if not 0 <= p_dimension <= 1:
-            raise UserError(f"zero-dim-or-token: p_dimension must be in [0, 1] (got {p_dimension})")
+    def __init__(self, ctx: BuildContext, *, p_dimension: Fraction = 0.5) -> None:
         self.p_dimension = p_dimension
 
     def __call__(self, texts: Embeddings, rng: torch.Generator) -> VectorSets:

@@ -37,6 +37,7 @@ from baselines.vse.encoders import l2_normalize
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 from harness.interfaces import BuildContext
+from harness.options import Fraction
 
 EPS = 1e-8
 """The code's eps in l2n and in the cosine denominator."""
@@ -201,7 +202,7 @@ class AsCLFusionHead(nn.Module):
         self,
         ctx: BuildContext,
         *,
-        u1: float = 0.8,
+        u1: Fraction = 0.8,
         global_pooling: Literal["pair", "ground-truth-partner"] = "pair",
         train_fusion: bool = True,
         embed_dim: int = 1024,
@@ -211,8 +212,6 @@ class AsCLFusionHead(nn.Module):
         pair_chunk: int = 256,
     ) -> None:
         super().__init__()
-        if not 0 <= u1 <= 1:
-            raise UserError(f"ascl-fusion: u1 must be in [0, 1] (got {u1})")
         if heads < 1 or pair_chunk < 1 or embed_dim % heads:
             raise UserError(
                 f"ascl-fusion: heads must divide embed_dim and pair_chunk be ≥ 1 (got {heads}, {embed_dim}, {pair_chunk})"

@@ -26,11 +26,12 @@ from harness.embeddings import VectorSets
 from harness.errors import UserError
 from harness.experiment.config import CAPTIONS
 from harness.interfaces import BuildContext
+from harness.options import AtLeastOne, Count, DropRate, Fraction, NonNegative, Positive
 from plugins.d2s_vse.decoder import LearnableTokenDecoder
 
 
 def _check(condition: bool, message: str) -> None:
-    """Reject an option value the signature's type cannot express (a range)."""
+    """Reject an option value its annotation cannot express (one option against another, or the model)."""
     if not condition:
         raise UserError(f"d2s-text: {message}")
 
@@ -76,24 +77,20 @@ class D2STextEncoder(HFTextEncoder):
         embed_dim: int = 512,
         mlp_hidden: int = 256,
         pooling: PoolingKind = "gpo",
-        lr_scale: float = 0.1,
+        lr_scale: NonNegative = 0.1,
         max_length: int = 64,
         dense_max_length: int = 512,
-        token_mask: float = 0.2,
-        dropout: float = 0.2,
-        num_tokens: int = 100,
-        decoder_depth: int = 4,
+        token_mask: Fraction = 0.2,
+        dropout: DropRate = 0.2,
+        num_tokens: Count = 100,
+        decoder_depth: AtLeastOne = 4,
         decoder_heads: int = 4,
-        decoder_mlp_ratio: float = 4.0,
+        decoder_mlp_ratio: Positive = 4.0,
         normalize_decoder_at_eval: bool = False,
         normalize: bool = True,
     ) -> None:
-        _check(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout}")
-        _check(num_tokens >= 0, f"num_tokens must be ≥ 0 (0: no decoder), got {num_tokens}")
         if num_tokens:
-            _check(decoder_depth >= 1, f"decoder_depth must be ≥ 1, got {decoder_depth}")
             _check(decoder_heads >= 1 and embed_dim % decoder_heads == 0, f"decoder_heads ({decoder_heads}) must divide embed_dim ({embed_dim})")
-            _check(decoder_mlp_ratio > 0, f"decoder_mlp_ratio must be > 0, got {decoder_mlp_ratio}")
         super().__init__(
             ctx,
             model_path=model_path,
