@@ -7,6 +7,7 @@ inside the commands that need them, so `itr --help` and `itr plugins` answer at 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -506,6 +507,10 @@ def slices(state: _State, experiment_file, experiment_name, results_dir, trackin
     click.echo(f"written: {csv_path} and {len(plots)} plots in {folder / 'plots'}", err=True)
 
 
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+"""Write failures the user fixes outside the harness (disk full, quota, permissions)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI, turning UserError into one line and exit code 2."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per small file is noise
@@ -516,6 +521,17 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"error: {exc.filename or 'a results file'}: cannot write ({exc.strerror}); free space or choose another "
+            "--results-dir / --cache-dir (finished runs are kept in MLflow: `itr leaderboard` rewrites the tables)",
+            err=True,
+        )
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

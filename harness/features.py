@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -57,6 +59,7 @@ class FeatureCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.hits = 0
         self.misses = 0
+        self._swept = False
 
     def key(self, parts: Mapping[str, Any]) -> str:
         canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
@@ -90,7 +93,9 @@ class FeatureCache:
 
     def _write(self, entry: Path, arrays: Mapping[str, np.ndarray], parts: Mapping[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=self.root))
+        if not self._swept:
+            self._sweep_orphans()
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.{_HOST}.{os.getpid()}.", dir=self.root))
         try:
             for name, value in arrays.items():
                 np.save(staging / f"{name}.npy", value, allow_pickle=False)
@@ -102,6 +107,30 @@ class FeatureCache:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+    def _sweep_orphans(self) -> None:
+        """Remove staging folders left by killed processes of this host (a staging folder is
+        named after its host and process id): a killed extraction can leave gigabytes there.
+        Other hosts' folders (a shared cache) are left to them."""
+        self._swept = True
+        for staging in self.root.glob(f".*.{_HOST}.*"):
+            match = _STAGING.fullmatch(staging.name)
+            if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+_HOST = platform.node().replace(".", "-") or "host"
+_STAGING = re.compile(r"\.(?P<key>[0-9a-f]+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\..+")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        pass
+    return True
 
 
 SHARD_IMAGES = 2048

@@ -254,7 +254,9 @@ def download_checkpoint(tracking_uri: str, run_id: str, folder: Path) -> Path:
 
     require_store(tracking_uri)
     try:
-        mlflow.MlflowClient(tracking_uri).get_run(run_id)
+        status = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.status
+        if status != "FINISHED":
+            raise UserError(f"run {run_id} is {status}: it did not finish, so its checkpoint may be incomplete")
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=CHECKPOINT_ARTIFACTS, dst_path=str(folder), tracking_uri=tracking_uri
         )

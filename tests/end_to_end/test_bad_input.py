@@ -306,3 +306,80 @@ def test_debug_shows_the_traceback(itr_here, tmp_path):
     refusal = itr_here("--debug", *_negative_lr(tmp_path))
     assert refusal.code == 2
     assert "Traceback" in refusal.stderr and refusal.stderr.rstrip().splitlines()[-1].startswith("error: ")
+
+
+# -- checkpoints from strangers (`itr eval FOLDER`) -------------------------------------------
+
+CHECKPOINT_EXPERIMENT = """
+[methods."vse++"]
+image_encoder = { feature = "regions", embed_dim = 16 }
+text_encoder = { embed_dim = 16, word_dim = 8, min_count = 1 }
+[methods.scan]
+image_encoder.embed_dim = 16
+text_encoder = { embed_dim = 16, word_dim = 8, min_count = 1 }
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Untrained vse++ and scan models on a small precomp set, saved as `itr run` saves them."""
+    from harness import checkpoints as store
+    from harness.experiment.jobs import plan
+    from harness.features import FeatureCache
+    from harness.plugin_manager import PluginHost
+    from harness.runner import DataCatalog, build_job
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    root = precomp_dir(folder, np.random.default_rng(0).normal(size=(12, 4, 8)).astype(np.float32))
+    for name in ("ims.npy", "caps.txt"):
+        shutil.copyfile(root / f"test_{name}", root / f"train_{name}")
+    path = experiment(folder, CHECKPOINT_EXPERIMENT, f'name = "precomp"\noptions = {{ path = {json.dumps(str(root))} }}')
+    registry = PluginHost().registry
+    _, jobs = plan(path, registry)
+    catalog, cache = DataCatalog(registry, str(path)), FeatureCache(folder / "cache")
+    return {job.label: store.save(build_job(job, registry, catalog, cache).model, job, folder / job.label) for job in jobs}
+
+
+def _other_method(tmp: Path, saved: dict[str, Path]) -> Path:
+    """scan's job record with vse++'s weights."""
+    target = shutil.copytree(saved["scan"], tmp / "checkpoint")
+    shutil.copyfile(saved["vse++"] / "model.safetensors", target / "model.safetensors")
+    return target
+
+
+def _truncated(tmp: Path, saved: dict[str, Path]) -> Path:
+    target = shutil.copytree(saved["vse++"], tmp / "checkpoint")
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return target
+
+
+def _corrupt_record(tmp: Path, saved: dict[str, Path]) -> Path:
+    target = shutil.copytree(saved["vse++"], tmp / "checkpoint")
+    (target / "job.json").write_text('{"label": "vse++",\n "resolved": ')
+    return target
+
+
+CHECKPOINT_CASES = {
+    "checkpoint from another method": (_other_method, ["{tmp}/checkpoint/model.safetensors", "weights do not fit this model"]),
+    "truncated checkpoint": (_truncated, ["{tmp}/checkpoint/model.safetensors", "unreadable checkpoint"]),
+    "corrupt checkpoint record": (_corrupt_record, ["{tmp}/checkpoint/job.json", "corrupt checkpoint record (line 2"]),
+}
+
+
+def test_an_intact_checkpoint_folder_evaluates(itr_here, checkpoints, tmp_path):
+    outcome = itr_here("eval", str(checkpoints["vse++"]), "--results-dir", str(tmp_path / "results"))
+    assert outcome.code == 0, outcome.stderr
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=list(CHECKPOINT_CASES))
+def test_bad_checkpoint_is_refused_with_one_line(itr_here, checkpoints, tmp_path, case):
+    damage, expected = CHECKPOINT_CASES[case]
+    folder = damage(tmp_path, checkpoints)
+    inputs = written_files(tmp_path)
+    refusal = itr_here("eval", str(folder), "--results-dir", str(tmp_path / "results"))
+    assert refusal.code == 2, refusal.stderr
+    assert "Traceback" not in refusal.stderr and len(refusal.error_lines) == 1, refusal.stderr
+    for culprit in expected:
+        assert culprit.format(tmp=tmp_path) in refusal.error_lines[0]
+    assert written_files(tmp_path) == inputs

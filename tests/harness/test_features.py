@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from harness.features import CachedTextBackbone, FeatureCache, ShardedArray, file_digest, split_image_features
@@ -132,3 +136,18 @@ def test_sharded_array_reads_rows_across_shards_in_any_order():
     assert sharded.shape == (9, 1) and len(sharded) == 9
     np.testing.assert_array_equal(sharded[np.array([8, 0, 4, 3])][:, 0], [8, 0, 4, 3])
     np.testing.assert_array_equal(sharded[2:6][:, 0], [2, 3, 4, 5])
+
+
+def test_staging_left_by_a_killed_process_of_this_host_is_swept(tmp_path):
+    from harness.features import _HOST
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    orphan = tmp_path / f".{'a' * 32}.{_HOST}.{dead_pid}.x1"
+    live = tmp_path / f".{'b' * 32}.{_HOST}.{os.getpid()}.x2"
+    other_host = tmp_path / f".{'c' * 32}.elsewhere.{dead_pid}.x3"
+    for staging in (orphan, live, other_host):
+        staging.mkdir()
+        (staging / "pooled.npy").write_bytes(b"half")
+    FeatureCache(tmp_path).get_or_compute({"k": 1}, lambda: {"x": np.zeros(2)})
+    assert not orphan.exists() and live.exists() and other_host.exists()
