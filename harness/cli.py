@@ -512,33 +512,36 @@ UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the CLI, turning UserError into one line and exit code 2."""
+    """Console entry point: runs the CLI; bad input (UserError) and a file that cannot be written
+    (disk full, permissions) become one line and exit code 2."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per small file is noise
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="itr", standalone_mode=False)
     except UserError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        _stop(str(exc), debug)
     except OSError as exc:
         if exc.errno not in UNWRITABLE:
             raise
-        if debug:
-            traceback.print_exc()
-        click.echo(
-            f"error: {exc.filename or 'a results file'}: cannot write ({exc.strerror}); free space or choose another "
+        _stop(
+            f"{exc.filename or 'a results file'}: cannot write ({exc.strerror}); free space or choose another "
             "--results-dir / --cache-dir (finished runs are kept in MLflow: `itr leaderboard` rewrites the tables)",
-            err=True,
+            debug,
         )
-        sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+
+
+def _stop(message: str, debug: bool) -> None:
+    """Report the error being handled as one line (after its traceback with --debug); exit 2."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def own_random_numbers() -> Iterator[None]:
+    """Run a frozen backbone on a copy of torch's random state, restored afterwards.
+
+    Whether a backbone runs at all depends on the cache (a miss builds it, initialising weights
+    before loading them, and runs it); a job seeded before that must draw the same numbers
+    either way, or its result would depend on what the cache happened to hold.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 SHARD_IMAGES = 2048
 """Images per cache entry: an interrupted extraction resumes from the last finished shard."""
 
@@ -173,10 +187,11 @@ def split_image_features(
     assert split.image_paths is not None, "a split has either image paths or image features"
     starts = range(0, len(split.image_paths), shard_size)
     shards = []
-    for start in tqdm(starts, desc=f"{split.dataset}:{split.split} image features", unit="shard", disable=None if len(starts) > 1 else True):
-        paths = split.image_paths[start : start + shard_size]
-        parts = {"backbone": backbone.fingerprint, "images": file_digest(paths)}
-        shards.append(cache.get_or_compute(parts, lambda paths=paths: backbone.encode_images(paths)))
+    with own_random_numbers():
+        for start in tqdm(starts, desc=f"{split.dataset}:{split.split} image features", unit="shard", disable=None if len(starts) > 1 else True):
+            paths = split.image_paths[start : start + shard_size]
+            parts = {"backbone": backbone.fingerprint, "images": file_digest(paths)}
+            shards.append(cache.get_or_compute(parts, lambda paths=paths: backbone.encode_images(paths)))
     if len(shards) == 1:
         return shards[0]
     return {name: ShardedArray([shard[name] for shard in shards]) for name in shards[0]}
@@ -212,8 +227,9 @@ class CachedTextBackbone:
         return self._backbone
 
     def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        if self._transient:
-            return self.backbone.encode_texts(list(texts))
-        digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
-        parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
-        return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))
+        with own_random_numbers():
+            if self._transient:
+                return self.backbone.encode_texts(list(texts))
+            digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+            parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
+            return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))

@@ -116,7 +116,7 @@ def build_job(job: Job, registry: Registry, catalog: DataCatalog, cache: Feature
     )
     test_features = split_image_features(catalog.split(job.dataset, job.dataset.test), image_backbone, cache)
     train_captions = catalog.split(job.dataset, job.dataset.train).captions if job.config.stages else ()
-    seed_everything(job.seed)  # after feature extraction, which may or may not run (cache), draws numbers
+    seed_everything(job.seed)  # frozen backbones run under their own RNG (harness.features): the cache cannot shift it
     ctx = BuildContext(
         image_feature_shapes={name: tuple(array.shape[1:]) for name, array in test_features.items()},
         train_captions=train_captions,

@@ -130,15 +130,15 @@ class Tracker:
             self.client.log_artifact(run.info.run_id, str(source), artifact_path="experiment")
             yield run
 
-    def job_runs(self) -> list[Any]:
-        """Every job run of the open experiment (any status), newest first."""
+    def runs(self, kind: str = JOB_KIND) -> list[Any]:
+        """Every run of `kind` (job or experiment) of the open experiment (any status), newest first."""
         from mlflow.entities import ViewType
 
         runs, token = [], None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id_],
-                filter_string=f"tags.`itr.kind` = '{JOB_KIND}'",
+                filter_string=f"tags.`itr.kind` = '{kind}'",
                 run_view_type=ViewType.ACTIVE_ONLY,
                 order_by=["attributes.start_time DESC"],
                 max_results=1000,
@@ -150,7 +150,7 @@ class Tracker:
                 return runs
 
     def mark_interrupted(self, run_id: str) -> None:
-        """Close a job run whose process died (still RUNNING) as KILLED, saying so."""
+        """Close a run whose process died (still RUNNING) as KILLED, saying so."""
         self.client.set_tag(run_id, "itr.error", "interrupted: the process running it stopped before it finished")
         self.client.set_terminated(run_id, "KILLED")
 

@@ -21,6 +21,7 @@ from harness.experiment.jobs import Job
 from harness.features import FeatureCache
 from harness.plugin_manager import PluginHost
 from harness.runner import DataCatalog
+from harness.tracking import EXPERIMENT_KIND
 
 
 @dataclass
@@ -73,10 +74,14 @@ def run_experiment(
 
 def _close_interrupted_runs(tracker: Any, jobs: Sequence[Job], parent_run_id: str) -> dict[str, str]:
     """Config hash -> run id of this experiment's finished jobs; RUNNING leftovers of the
-    planned jobs (their process was killed) are closed as KILLED."""
+    planned jobs and of earlier invocations (their process was killed) are closed as KILLED.
+    One driver per experiment and store at a time is assumed."""
+    for run in tracker.runs(EXPERIMENT_KIND):
+        if run.info.status == "RUNNING" and run.info.run_id != parent_run_id:
+            tracker.mark_interrupted(run.info.run_id)
     planned = {job.config_hash for job in jobs}
     finished = {}
-    for run in tracker.job_runs():
+    for run in tracker.runs():
         config_hash = run.data.tags.get("itr.config_hash")
         if run.info.status == "FINISHED":
             finished.setdefault(config_hash, run.info.run_id)

@@ -63,10 +63,10 @@ def killed_run(pattern: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def job_statuses(results: Path) -> list[str]:
+def statuses(results: Path, kind: str = "job") -> list[str]:
     client = mlflow.MlflowClient(store_uri(results))
     experiment_id = client.get_experiment_by_name("faults").experiment_id
-    return sorted(run.info.status for run in client.search_runs([experiment_id], "tags.`itr.kind` = 'job'"))
+    return sorted(run.info.status for run in client.search_runs([experiment_id], f"tags.`itr.kind` = '{kind}'"))
 
 
 def running_job_runs(results: Path) -> list[str]:
@@ -81,17 +81,19 @@ def cache_entries(cache: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in folders if not p.name.startswith(".")], [p for p in folders if p.name.startswith(".")]
 
 
+KILLED_DURING_THE_JOB = ["FINISHED", "KILLED"]
 KILL_POINTS = {
-    # name: (pattern of the destination whose rename kills the run, statuses after the rerun)
-    "checkpoint": (r"model\.safetensors$", ["FINISHED", "KILLED"]),
-    "feature cache entry": (r"/cache/[0-9a-f]{32}$", ["FINISHED", "KILLED"]),
-    "leaderboard file": (r"leaderboard\.md$", ["FINISHED"]),
+    # name: (pattern of the destination whose rename kills the run, statuses of the job runs and
+    # of the experiment runs after the rerun); the leaderboard is written after both finished.
+    "checkpoint": (r"model\.safetensors$", KILLED_DURING_THE_JOB, KILLED_DURING_THE_JOB),
+    "feature cache entry": (r"/cache/[0-9a-f]{32}$", KILLED_DURING_THE_JOB, KILLED_DURING_THE_JOB),
+    "leaderboard file": (r"leaderboard\.md$", ["FINISHED"], ["FINISHED", "FINISHED"]),
 }
 
 
 @pytest.mark.parametrize("point", KILL_POINTS, ids=list(KILL_POINTS))
 def test_a_run_killed_while_writing_recovers_on_the_next_run(tmp_path, point):
-    pattern, statuses_after = KILL_POINTS[point]
+    pattern, jobs_after, experiments_after = KILL_POINTS[point]
     experiment, results, cache = tmp_path / "faults.toml", tmp_path / "results", tmp_path / "cache"
     experiment.write_text(EXPERIMENT)
     args = ["run", str(experiment), "--results-dir", str(results), "--cache-dir", str(cache)]
@@ -111,7 +113,8 @@ def test_a_run_killed_while_writing_recovers_on_the_next_run(tmp_path, point):
     again = run_itr(*args)
     assert again.code == 0, again.stderr[-3000:]
     assert "vse++" in printed_leaderboard(again.stdout)["coco-demo / full"]
-    assert job_statuses(results) == statuses_after
+    assert statuses(results) == jobs_after
+    assert statuses(results, "experiment") == experiments_after, "a killed invocation is closed too"
     if point == "leaderboard file":
         assert "1 skipped (finished before)" in again.stderr, "a job that finished before the kill is not run again"
     entries, staging = cache_entries(cache)
