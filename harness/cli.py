@@ -507,8 +507,16 @@ def slices(state: _State, experiment_file, experiment_name, results_dir, trackin
     click.echo(f"written: {csv_path} and {len(plots)} plots in {folder / 'plots'}", err=True)
 
 
-UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
-"""Write failures the user fixes outside the harness (disk full, quota, permissions)."""
+UNWRITABLE = {
+    errno.ENOSPC: "free space or choose another",
+    errno.EDQUOT: "free space or choose another",
+    errno.EACCES: "choose a writable",
+    errno.EPERM: "choose a writable",
+    errno.EROFS: "choose a writable",
+    errno.ENOTDIR: "choose a writable",
+}
+"""Write failures the user fixes outside the harness (disk full, quota, permissions, a file in
+the way), with what to do about them."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -524,7 +532,7 @@ def main(argv: list[str] | None = None) -> None:
         if exc.errno not in UNWRITABLE:
             raise
         _stop(
-            f"{exc.filename or 'a results file'}: cannot write ({exc.strerror}); free space or choose another "
+            f"{exc.filename or 'a results file'}: cannot write ({exc.strerror}); {UNWRITABLE[exc.errno]} "
             "--results-dir / --cache-dir (finished runs are kept in MLflow: `itr leaderboard` rewrites the tables)",
             debug,
         )

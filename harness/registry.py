@@ -168,7 +168,8 @@ class Registry:
             first = self._specs[key]
             raise UserError(
                 f"{spec.kind} '{spec.name}' is registered twice: by plugin '{first.plugin}' and "
-                f"by plugin '{spec.plugin}'; disable one with ITR_DISABLE_PLUGINS"
+                f"by plugin '{spec.plugin}'; disable one (ITR_DISABLE_PLUGINS=name for an installed plugin, "
+                "or take its file out of --plugins-dir)"
             )
         self._specs[key] = spec
 

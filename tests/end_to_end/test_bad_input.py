@@ -302,6 +302,14 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(itr_here, tmp_pa
     assert written_files(tmp_path) == inputs, "nothing but the case's own inputs"
 
 
+def test_a_results_dir_below_a_file_is_one_line(itr_here, tmp_path):
+    (tmp_path / "afile").write_text("in the way")
+    refusal = itr_here("run", str(experiment(tmp_path, "[methods.class-bridge]\n")), "--results-dir", str(tmp_path / "afile" / "results"))
+    assert refusal.code == 2 and "Traceback" not in refusal.stderr, refusal.stderr
+    [line] = refusal.error_lines
+    assert f"{tmp_path}/afile/results" in line and "Not a directory" in line
+
+
 def test_debug_shows_the_traceback(itr_here, tmp_path):
     refusal = itr_here("--debug", *_negative_lr(tmp_path))
     assert refusal.code == 2

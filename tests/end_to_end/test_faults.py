@@ -121,15 +121,23 @@ def test_a_run_killed_while_writing_recovers_on_the_next_run(tmp_path, point):
     assert staging == [] and all((entry / "manifest.json").is_file() for entry in entries)
 
 
+@pytest.fixture(scope="module")
+def finished_experiment(tmp_path_factory) -> tuple[Path, Path]:
+    """(experiment file, results folder) of a finished class-bridge run."""
+    folder = tmp_path_factory.mktemp("finished")
+    experiment, results = folder / "faults.toml", folder / "results"
+    experiment.write_text('name = "faults"\n[[datasets]]\nname = "coco-demo"\n[methods.class-bridge]\n')
+    assert run_itr("run", str(experiment), "--results-dir", str(results)).code == 0
+    return experiment, results
+
+
 @pytest.mark.parametrize(
     ("code", "reason"), [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")]
 )
-def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, code, reason):
+def test_a_results_folder_that_cannot_be_written_is_one_line(finished_experiment, capsys, monkeypatch, code, reason):
     """The leaderboard of a finished run is rewritten under a full or read-only results/: one
     line naming the file, exit code 2, and the runs stay in MLflow."""
-    experiment, results = tmp_path / "faults.toml", tmp_path / "results"
-    experiment.write_text('name = "faults"\n[[datasets]]\nname = "coco-demo"\n[methods.class-bridge]\n')
-    assert run_itr("run", str(experiment), "--results-dir", str(results)).code == 0
+    experiment, results = finished_experiment
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     real_open = Path.open
 
@@ -146,3 +154,4 @@ def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, m
     assert stopped.value.code == 2 and "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("error: ")]
     assert str(results / "faults") in line and reason in line and "--results-dir" in line
+    assert statuses(results) == ["FINISHED"], "the finished run is untouched"
