@@ -120,7 +120,7 @@ class FeatureCache:
 
 
 _HOST = platform.node().replace(".", "-") or "host"
-_STAGING = re.compile(r"\.(?P<key>[0-9a-f]+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\..+")
+_STAGING = re.compile(r"\.[0-9a-f]+\.(?P<host>[^.]+)\.(?P<pid>\d+)\..+")
 
 
 def _alive(pid: int) -> bool:

@@ -36,10 +36,7 @@ class DataCatalog:
         key = (entry.name, json.dumps(entry.options, sort_keys=True, default=str), split)
         if key not in self._splits:
             dataset = self.registry.get("dataset", entry.name).build(entry.options, f"{self.source}: datasets.{entry.name}")
-            loaded = dataset.load(split)
-            if loaded.image_paths is not None:
-                check_image_files(loaded.image_paths, f"{entry.title}:{split}")
-            self._splits[key] = loaded
+            self._splits[key] = dataset.load(split)
         return self._splits[key]
 
     def image_texts(self, job: Job, name: str) -> list[str]:
@@ -57,14 +54,21 @@ class DataCatalog:
         return self._texts[key]
 
     def preflight(self, jobs: list[Job]) -> None:
-        """Load every split (and text source) any job needs and check it against the job's
-        protocols, so malformed data stops the run before it starts."""
+        """Load every split (and text source) any job needs, check its image files once, and
+        check it against the job's protocols, so malformed data stops the run before it starts.
+        Only the driver runs this; worker processes load the splits it already checked."""
+        checked: set[int] = set()
         for job in jobs:
+            test_split = self.split(job.dataset, job.dataset.test)
+            needed = {job.dataset.test: test_split}
             if job.config.stages:
-                self.split(job.dataset, job.dataset.train)
+                needed[job.dataset.train] = self.split(job.dataset, job.dataset.train)
                 for name in job.resolved.get("texts", {}):
                     self.image_texts(job, name)
-            test_split = self.split(job.dataset, job.dataset.test)
+            for split_name, split in needed.items():
+                if split.image_paths is not None and id(split) not in checked:
+                    check_image_files(split.image_paths, f"{job.dataset.title}:{split_name}")
+                    checked.add(id(split))
             for protocol in job.dataset.protocols:
                 PROTOCOLS[protocol].check(test_split)
 

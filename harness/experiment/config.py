@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,7 +205,6 @@ def format_validation_error(where: str, exc: ValidationError, model: type[BaseMo
 def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     """The field names of the model found at `path` inside `model` (dict keys and list indices
     step into the value type), or [] where the path leads to no model."""
-    import typing
 
     def unwrap(annotation: Any) -> Any:
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
