@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from baselines.heads.cosine import CosineHead
-from harness.evaluation import score_matrix
+from harness.evaluation.scoring import score_matrix
 from harness.training.model import RetrievalModel
 
 N_IMAGES, N_CAPTIONS, DIM, CHUNK = 5000, 25000, 256, 1024

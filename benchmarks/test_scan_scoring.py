@@ -2,12 +2,12 @@
 
 Run with ``pytest benchmarks/test_scan_scoring.py --benchmark-only -p no:cacheprovider``.
 
-The reference code (kuanghuei/SCAN ``xattn_score_t2i`` / ``xattn_score_i2t``, vse_baselines §3.5)
-scores an image block by looping over the captions: each caption is repeated once per image and
-one small batched attention runs per caption. `per_caption_reference` below follows that pattern
-(written from the spec, not copied). The head scores the same block as one tensor program per
-`PAIR_CHUNK` pairs. Both see the same unit-norm sets: 128 images × 36 regions × 256-d (BUTD-like
-region count) against 640 captions of 6–12 words.
+The reference code (kuanghuei/SCAN ``xattn_score_t2i`` / ``xattn_score_i2t``, called from
+``shard_xattn_*``) scores an image block by looping over the captions: each caption is repeated
+once per image and one small batched attention runs per caption. `per_caption_reference` below
+follows that pattern (written from a description of that code, not copied). The head scores the
+same block as one tensor program per `PAIR_CHUNK` pairs. Both see the same unit-norm sets: 128
+images × 36 regions × 256-d (BUTD-like region count) against 640 captions of 6–12 words.
 
 Peak memory is *measured* with the torch profiler (``profile_memory=True``): the running sum of
 the sizes of every tensor allocated and freed by torch during one call, maximised over time, i.e.

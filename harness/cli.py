@@ -77,12 +77,7 @@ def plugins(state: _State) -> None:
     """List every plugin with its version, hooks and the components it registered."""
     from tabulate import tabulate
 
-    host = state.host
-    rows = []
-    for info in host.plugins.values():
-        components = ", ".join(f"{spec.kind}:{spec.name}" for spec in host.registry.by_plugin(info.name))
-        status = f"FAILED: {info.error}" if info.error else components or "-"
-        rows.append([info.name, info.version, ", ".join(info.hooks) or "-", status])
+    rows = [[info.name, info.version, ", ".join(info.hooks) or "-", status] for info, status in state.host.listing()]
     click.echo(tabulate(rows, headers=["plugin", "version", "hooks", "components"], tablefmt="simple"))
 
 
@@ -93,7 +88,7 @@ def plan(state: _State, experiment_file: Path) -> None:
     """Validate EXPERIMENT_FILE and print the jobs it expands into."""
     from tabulate import tabulate
 
-    from harness.experiment.jobs import plan as plan_jobs
+    from harness.experiment.plan import plan as plan_jobs
 
     experiment, jobs = plan_jobs(experiment_file, state.host.registry)
     rows = [
@@ -130,27 +125,25 @@ def run(
     rerun_finished: bool,
 ) -> None:
     """Run the unfinished jobs of EXPERIMENT_FILE, log them to MLflow and print the leaderboard."""
-    from harness.experiment.jobs import plan as plan_jobs
-    from harness.experiment.run import Launch, run_experiment
-    from harness.features import FeatureCache
-    from harness.tracking import Tracker, choose_tracking_uri, require_reachable
+    from harness.config.dotted import parse_assignments
+    from harness.experiment.invocation import RunRequest, run_file
 
-    experiment, jobs = plan_jobs(experiment_file, state.host.registry)
-    executor = _executor(state, executor_name, workers, executor_options)
-    uri = choose_tracking_uri(tracking_uri, experiment.tracking_uri, results_dir)
-    require_reachable(uri)
-    cache = FeatureCache(cache_dir)
-    launch = Launch(
-        source=experiment_file,
-        log_dir=results_dir / experiment.name / "logs",
-        cache_dir=cache.root,
-        plugins_dir=state.plugins_dir,
-        strict_plugins=state.strict_plugins,
-        rerun_finished=rerun_finished,
+    request = RunRequest(
+        experiment_file,
+        results_dir,
+        tracking_uri,
+        cache_dir,
+        executor_name,
+        workers,
+        parse_assignments(executor_options, "--executor-option"),
+        rerun_finished,
+        state.plugins_dir,
+        state.strict_plugins,
     )
-    outcome = run_experiment(experiment.name, jobs, state.host, Tracker(uri, results_dir), cache, executor, launch)
-    click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed in this process", err=True)
-    _show_leaderboard(state, uri, experiment.name, results_dir, parent_run_id=outcome.parent_run_id)
+    result = run_file(state.host, request)
+    outcome = result.outcome
+    click.echo(f"feature cache {result.cache_root}: {result.cache_hits} reused, {result.cache_misses} computed in this process", err=True)
+    _show(result.leaderboard)
     for job, error in outcome.failed:
         click.echo(f"FAILED {job.title}: {error}", err=True)
     click.echo(
@@ -162,22 +155,13 @@ def run(
         sys.exit(1)
 
 
-def _executor(state: _State, name: str | None, workers: int | None, options: tuple[str, ...]):
-    """The executor from --executor / --workers / --executor-option."""
-    name = name or ("local" if workers and workers > 1 else "in-process")
-    parsed = _parse_options(options)
-    if workers is not None:
-        parsed.setdefault("workers", workers)
-    spec = state.host.registry.get("executor", name)
-    if workers is not None and "workers" not in spec.options_schema():
-        raise UserError(f"--workers: executor {name!r} has no workers option; options: {', '.join(spec.options_schema()) or 'none'}")
-    return spec.build(parsed, f"--executor {name}")
-
-
 @cli.command("eval")
 @click.argument("checkpoint", metavar="RUN_ID_OR_FOLDER")
 @click.option("--dataset", "dataset_name", default=None, help="Registered dataset to evaluate on (default: the job's).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. path=/data/coco_precomp (repeatable).")
+@click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE",
+    help="Dataset option, e.g. path=/data/coco_precomp, or an evaluation setting, e.g. eval.batch_size=512 (repeatable).",
+)
 @click.option("--split", default=None, help="Split to evaluate (default: the job's test split).")
 @click.option("--protocol", "protocols", multiple=True, help="Protocol(s): full, coco-1k, coco-5k, f30k-1k (default: the job's).")
 @results_option
@@ -197,68 +181,26 @@ def eval_checkpoint(
 ) -> None:
     """Evaluate a checkpoint on a dataset and protocol: the one of job run RUN_ID (from `itr run`),
     or a checkpoint folder (model.safetensors + job.json, e.g. from a colleague)."""
-    import tempfile
-
     from tabulate import tabulate
 
-    from harness.checkpoints import read_job
-    from harness.experiment.jobs import job_from_record
-    from harness.features import FeatureCache
-    from harness.runner import DataCatalog, evaluate_checkpoint
-    from harness.tracking import choose_tracking_uri, download_checkpoint
+    from harness.config.dotted import parse_assignments
+    from harness.experiment.finished import reevaluate
+    from harness.metrics import RECALLS, RSUM
 
-    with tempfile.TemporaryDirectory() as scratch:
-        if Path(checkpoint).is_dir():
-            folder, source = Path(checkpoint), f"checkpoint {checkpoint}"
-        else:
-            uri = choose_tracking_uri(tracking_uri, None, results_dir)
-            folder, source = download_checkpoint(uri, checkpoint, Path(scratch)), f"run {checkpoint}"
-        job = job_from_record(read_job(folder), source)
-        target = _dataset_entry(job.dataset, dataset_name, options, split, protocols)
-        catalog = DataCatalog(state.host.registry, f"itr eval {checkpoint}")
-        metrics = evaluate_checkpoint(job, folder, state.host.registry, catalog, FeatureCache(cache_dir), target)
-    rows = [[protocol, *(metrics[f"{protocol}/{key}"] for key in METRIC_COLUMNS)] for protocol in target.protocols]
-    click.echo(f"{job.label} ({source}) on {target.title}:{target.test}")
-    click.echo(tabulate(rows, headers=["protocol", *METRIC_COLUMNS], tablefmt="github", floatfmt=".1f"))
-
-
-METRIC_COLUMNS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
-
-
-def _parse_options(options: tuple[str, ...]) -> dict:
-    """``KEY=VALUE`` pairs; a value is read as JSON when it parses (numbers, true, lists), else text."""
-    import json
-
-    parsed = {}
-    for option in options:
-        key, sep, raw = option.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option {option!r}: expected KEY=VALUE")
-        try:
-            parsed[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key] = raw
-    return parsed
-
-
-def _dataset_entry(job_dataset, dataset_name, options, split, protocols):
-    """The job's dataset entry with the command line's changes, validated like a file's."""
-    from pydantic import ValidationError
-
-    from harness.experiment.config import DatasetEntry, format_validation_error
-
-    fields = job_dataset.model_dump()
+    parsed = parse_assignments(options)
+    eval_changes = {key.removeprefix("eval."): value for key, value in parsed.items() if key.startswith("eval.")}
+    changes: dict = {"options": {key: value for key, value in parsed.items() if not key.startswith("eval.")}}
     if dataset_name is not None:
-        fields.update(name=dataset_name, label=None, options={})
-    fields["options"].update(_parse_options(options))
+        changes["name"] = dataset_name
     if split is not None:
-        fields["test"] = split
+        changes["test"] = split
     if protocols:
-        fields["protocols"] = list(protocols)
-    try:
-        return DatasetEntry.model_validate(fields)
-    except ValidationError as exc:
-        raise UserError(format_validation_error("itr eval", exc, DatasetEntry)) from None
+        changes["protocols"] = list(protocols)
+    result = reevaluate(state.host, checkpoint, changes, eval_changes, results_dir, tracking_uri, cache_dir)
+    columns = [*RECALLS, RSUM]
+    rows = [[protocol, *(result.metrics[f"{protocol}/{key}"] for key in columns)] for protocol in result.target.protocols]
+    click.echo(f"{result.job.label} ({result.source}) on {result.target.title}:{result.target.test}")
+    click.echo(tabulate(rows, headers=["protocol", *columns], tablefmt="github", floatfmt=".1f"))
 
 
 @cli.command()
@@ -283,23 +225,17 @@ def features(
     """Extract and cache the frozen backbone features of DATASET (resumes where it stopped)."""
     from tabulate import tabulate
 
-    from harness.features import CachedTextBackbone, FeatureCache, split_image_features
+    from harness.config.dotted import parse_assignments
+    from harness.features import FeatureCache, extract_dataset_features
 
-    registry = state.host.registry
-    dataset = registry.get("dataset", dataset_name).build(_parse_options(options), f"itr features {dataset_name}")
     cache = FeatureCache(cache_dir)
-    image_model = registry.get("image-backbone", image_backbone).build({}, f"--image-backbone {image_backbone}")
-    frozen_text = CachedTextBackbone(
-        lambda: registry.get("text-backbone", text_backbone).build({}, f"--text-backbone {text_backbone}"), cache
+    extracted = extract_dataset_features(
+        state.host.registry, dataset_name, parse_assignments(options), splits, image_backbone, text_backbone, text=text, cache=cache
     )
-    rows = []
-    for split_name in splits or dataset.splits():
-        split = dataset.load(split_name)
-        arrays = dict(split_image_features(split, image_model, cache))
-        if text:
-            arrays.update({f"text.{name}": value for name, value in frozen_text.encode_texts(list(split.captions)).items()})
-        shapes = ", ".join(f"{name} {tuple(value.shape[1:])}" for name, value in arrays.items())
-        rows.append([split_name, split.n_images, split.n_captions, shapes])
+    rows = [
+        [split, images, captions, ", ".join(f"{name} {shape}" for name, shape in shapes.items())]
+        for split, images, captions, shapes in extracted
+    ]
     click.echo(tabulate(rows, headers=["split", "images", "captions", "features (per item)"], tablefmt="simple"))
     click.echo(f"feature cache {cache.root}: {cache.hits} reused, {cache.misses} computed", err=True)
 
@@ -319,9 +255,10 @@ format_option = click.option(
 def check(state: _State, target: str, options: tuple[str, ...], seed: int) -> None:
     """Run the contract checks (interface, leakage, determinism, gradients, checkpoint) on a
     component or method (`kind:name` when a name is taken twice); exit 1 if one fails."""
+    from harness.config.dotted import parse_assignments
     from harness.conformance import run_checks
 
-    report = run_checks(state.host.registry, target, _parse_options(options), seed=seed)
+    report = run_checks(state.host.registry, target, parse_assignments(options), seed=seed)
     click.echo(report.table())
     click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)
@@ -360,65 +297,16 @@ experiment_arguments = [
 @click.pass_obj
 def leaderboard(state: _State, experiment_file, experiment_name, results_dir, tracking_uri, sort_by, fmt, spread, confidence, resamples) -> None:
     """Print and write the Recall@K / rSum leaderboard of an experiment, with its plots."""
-    uri, name = _experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
-    _show_leaderboard(state, uri, name, results_dir, sort_by=sort_by, fmt=fmt, spread=spread, confidence=confidence, resamples=resamples)
+    from harness.experiment.finished import experiment_store
+    from harness.publish import publish_leaderboard
+
+    uri, name = experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
+    _show(publish_leaderboard(state.host.observers, uri, name, results_dir, sort_by=sort_by, fmt=fmt, spread=spread, confidence=confidence, resamples=resamples))
 
 
-def _experiment_store(experiment_file: Path | None, experiment_name: str | None, results_dir: Path, tracking_uri: str | None) -> tuple[str, str]:
-    """(tracking URI, experiment name) from an experiment file or --experiment."""
-    from harness.experiment.config import load_experiment_file
-    from harness.tracking import choose_tracking_uri
-
-    file_uri = None
-    if experiment_file is not None:
-        experiment = load_experiment_file(experiment_file)
-        experiment_name, file_uri = experiment.name, experiment.tracking_uri
-    if not experiment_name:
-        raise UserError("give an experiment file or --experiment NAME")
-    return choose_tracking_uri(tracking_uri, file_uri, results_dir), experiment_name
-
-
-def _show_leaderboard(
-    state: _State,
-    tracking_uri: str,
-    name: str,
-    results_dir: Path,
-    parent_run_id: str | None = None,
-    sort_by: str = "rsum",
-    fmt: str = "markdown",
-    spread: str = "ci",
-    confidence: float = 0.95,
-    resamples: int = 1000,
-) -> None:
-    """Build the leaderboard from MLflow, write tables, slices and plots under results/NAME,
-    attach them to the experiment's parent run (when given) and print it."""
-    from harness import leaderboard as board_module
-    from harness.plots import slice_bars, write_plots
-    from harness.statistics.reports import leaderboard_with_statistics, slice_table
-    from harness.tracking import log_artifacts, require_experiment
-
-    experiment_id = require_experiment(tracking_uri, name)
-    board = leaderboard_with_statistics(tracking_uri, experiment_id, sort_by, confidence, resamples)
-    state.host.hook.on_leaderboard(frame=board)
-    folder = results_dir / name
-    tables = board_module.write(board, folder, spread, confidence)
-    slices = slice_table(tracking_uri, experiment_id)
-    tables.append(_write_text(folder / "slices_length.csv", slices.to_csv(index=False, float_format="%.2f")))
-    plots = write_plots(board, folder / "plots") + slice_bars(slices, folder / "plots", "length")
-    if parent_run_id is not None:
-        log_artifacts(tracking_uri, parent_run_id, tables, artifact_path="leaderboard")
-        log_artifacts(tracking_uri, parent_run_id, plots, artifact_path="plots")
-    click.echo(board_module.render(board, fmt, spread, confidence))
-    click.echo(f"written: {', '.join(str(path) for path in tables)} and {len(plots)} plots in {folder / 'plots'}", err=True)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary name, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
-    return path
+def _show(published) -> None:
+    click.echo(published.text)
+    click.echo(f"written: {', '.join(str(path) for path in published.tables)} and {len(published.plots)} plots in {published.folder / 'plots'}", err=True)
 
 
 @cli.command()
@@ -440,43 +328,20 @@ def compare(state: _State, run_a, run_b, experiment_name, dataset, protocol, res
     import pandas as pd
     from tabulate import tabulate
 
-    from harness.statistics.reports import compare as compare_runs
-    from harness.statistics.reports import runs_of_label
-    from harness.tracking import choose_tracking_uri, require_experiment, require_store
+    from harness.statistics.reports import compare_labels
 
-    uri = choose_tracking_uri(tracking_uri, None, results_dir)
-    require_store(uri)
-    if experiment_name is not None:
-        experiment_id = require_experiment(uri, experiment_name)
-        runs_a, _ = runs_of_label(uri, experiment_id, run_a, dataset)
-        runs_b, _ = runs_of_label(uri, experiment_id, run_b, dataset)
-    else:
-        runs_a, runs_b = [run_a], [run_b]
-    protocol = protocol or _first_protocol(uri, runs_a[0])
-    differences, spread = compare_runs(uri, runs_a, runs_b, protocol, resamples, confidence)
+    result = compare_labels(run_a, run_b, experiment_name, dataset, protocol, results_dir, tracking_uri, resamples, confidence)
     rows = [
         [d.metric, f"{d.a:.1f}", f"{d.b:.1f}", f"{d.difference:.1f}", f"[{d.low:.1f}, {d.high:.1f}]", f"{d.p_value:.3f}",
-         *("" if pd.isna(spread.loc[d.metric, side]) else f"{spread.loc[d.metric, side]:.1f}" for side in ("A", "B"))]
-        for d in differences
+         *("" if pd.isna(result.spread.loc[d.metric, side]) else f"{result.spread.loc[d.metric, side]:.1f}" for side in ("A", "B"))]
+        for d in result.differences
     ]
     headers = ["metric", "A", "B", "A − B", f"{confidence:.0%} interval", "p", "A seed std", "B seed std"]
-    click.echo(f"A = {run_a} ({len(runs_a)} run(s)), B = {run_b} ({len(runs_b)} run(s)), protocol {protocol}, {resamples} paired resamples")
+    click.echo(
+        f"A = {run_a} ({len(result.runs_a)} run(s)), B = {run_b} ({len(result.runs_b)} run(s)), "
+        f"protocol {result.protocol}, {resamples} paired resamples"
+    )
     click.echo(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-
-
-def _first_protocol(tracking_uri: str, run_id: str) -> str:
-    import mlflow
-
-    from harness.tracking import RANKS_ARTIFACTS
-
-    try:
-        files = mlflow.MlflowClient(tracking_uri).list_artifacts(run_id, RANKS_ARTIFACTS)
-    except Exception as exc:  # an unknown run id
-        raise UserError(f"run {run_id} in {tracking_uri}: {str(exc).splitlines()[0]}") from None
-    names = [Path(item.path).stem for item in files]
-    if not names:
-        raise UserError(f"run {run_id} has no per-query ranks (ranks/*.npz); it was evaluated by an older itr-harness")
-    return names[0]
 
 
 @cli.command()
@@ -488,9 +353,8 @@ def slices(state: _State, experiment_file, experiment_name, results_dir, trackin
     """t2i Recall@K by caption-query slice (length buckets or a dataset's caption tags)."""
     from tabulate import tabulate
 
-    from harness.plots import slice_bars
-    from harness.statistics.reports import slice_table
-    from harness.tracking import require_experiment
+    from harness.experiment.finished import experiment_store
+    from harness.publish import publish_slices
 
     try:
         thresholds = tuple(int(part) for part in lengths.split(","))
@@ -498,13 +362,10 @@ def slices(state: _State, experiment_file, experiment_name, results_dir, trackin
         thresholds = ()
     if len(thresholds) != 2:
         raise UserError(f"--lengths {lengths!r}: expected two word counts, e.g. 9,12")
-    uri, name = _experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
-    table = slice_table(uri, require_experiment(uri, name), by, thresholds)
-    folder = results_dir / name
-    csv_path = _write_text(folder / f"slices_{by}.csv", table.to_csv(index=False, float_format="%.2f"))
-    plots = slice_bars(table, folder / "plots", by)
+    uri, name = experiment_store(experiment_file, experiment_name, results_dir, tracking_uri)
+    table, csv_path, plots = publish_slices(uri, name, results_dir, by, thresholds)
     click.echo(tabulate(table, headers="keys", tablefmt="github", floatfmt=".1f", showindex=False))
-    click.echo(f"written: {csv_path} and {len(plots)} plots in {folder / 'plots'}", err=True)
+    click.echo(f"written: {csv_path} and {len(plots)} plots in {csv_path.parent / 'plots'}", err=True)
 
 
 UNWRITABLE = {

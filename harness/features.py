@@ -233,3 +233,22 @@ class CachedTextBackbone:
             digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
             parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
             return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))
+
+
+def extract_dataset_features(
+    registry: Any, dataset_name: str, options: Mapping[str, Any], splits: Sequence[str], image_backbone: str, text_backbone: str, *, text: bool, cache: FeatureCache
+) -> list[tuple[str, int, int, dict[str, tuple[int, ...]]]]:
+    """Compute and cache the frozen features of a dataset's splits (all of them by default),
+    resuming where an earlier extraction stopped; (split, images, captions, shape per feature)
+    for each split."""
+    dataset = registry.get("dataset", dataset_name).build(dict(options), f"itr features {dataset_name}")
+    image_model = registry.get("image-backbone", image_backbone).build({}, f"--image-backbone {image_backbone}")
+    frozen_text = CachedTextBackbone(lambda: registry.get("text-backbone", text_backbone).build({}, f"--text-backbone {text_backbone}"), cache)
+    extracted = []
+    for split_name in splits or dataset.splits():
+        split = dataset.load(split_name)
+        arrays = dict(split_image_features(split, image_model, cache))
+        if text:
+            arrays.update({f"text.{name}": value for name, value in frozen_text.encode_texts(list(split.captions)).items()})
+        extracted.append((split_name, split.n_images, split.n_captions, {name: tuple(value.shape[1:]) for name, value in arrays.items()}))
+    return extracted

@@ -3,7 +3,8 @@
 Each `register_*` hook hands the plugin a ``register(name, factory, **meta)`` callable. `factory`
 is a callable or a ``"module:attr"`` string, so registering costs no import: torch and
 transformers load only when a component is built. Names are global per kind; registering a taken
-name is an error naming both plugins. See README "Writing a plugin".
+name is an error naming both plugins, and a hook implementation whose name is not one of these
+(a misspelt ``register_loss``) refuses its plugin. See docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def register_encoders(register: Register) -> None:
 
 @hookspec
 def register_similarity_heads(register: Register) -> None:
-    """Register score functions (cosine, GPO-pooled, cross attention, fusion): ``register(name, factory)``."""
+    """Register score functions (cosine, cross attention, fusion): ``register(name, factory)``."""
 
 
 @hookspec
@@ -51,6 +52,12 @@ def register_losses(register: Register) -> None:
 @hookspec
 def register_methods(register: Register) -> None:
     """Register method recipes (`harness.interfaces.MethodRecipe`): ``register(name, recipe)``."""
+
+
+@hookspec
+def register_protocols(register: Register) -> None:
+    """Register evaluation protocols (`harness.interfaces.EvaluationProtocol`; coco-1k, f30k-1k, ...):
+    ``register(name, factory)``; `factory()` returns the protocol."""
 
 
 @hookspec

@@ -2,14 +2,17 @@
 
 Every component a plugin registers satisfies one of the protocols below. The harness only ever
 talks to these protocols, so a method written as a third-party package is a first-class citizen.
-Nothing here imports torch at module level: `itr --help` and `itr plugins` must stay fast.
+What a component may do beyond them (read the whole training batch, have its own learning-rate
+scale, ...) is declared through the optional capabilities of `harness.capabilities`. Nothing here
+imports torch at module level: `itr --help` and `itr plugins` must stay fast.
 
-Data flow (DESIGN §4)::
+Data flow (docs/architecture.md)::
 
     Dataset.load(split) -> RetrievalSplit (captions, image files or precomputed features)
       -> ImageBackbone / TextBackbone: frozen features, cached on disk by content hash
       -> ImageEncoder / TextEncoder (trainable) -> embeddings
-      -> SimilarityHead -> scores [n_images, n_captions] -> Loss (training) / metrics (evaluation)
+      -> SimilarityHead -> scores [n_images, n_captions] -> Loss (training)
+      -> evaluation strategy (``eval.mode``) -> EvaluationProtocol -> metrics
 """
 
 from __future__ import annotations
@@ -138,7 +141,9 @@ class ImageEncoder(Protocol):
     """Trainable map from image features to embeddings (a torch.nn.Module).
 
     forward: features {name: Tensor [B, ...]}, every image feature on offer
-    -> Tensor [B, D] (global embedding) or [B, R, D] (local, one vector per region).
+    -> Tensor [B, D] (a global embedding per image) or `harness.embeddings.VectorSets` (local:
+    one vector per region, zero-padded ``vectors`` [B, R_max, D] with ``lengths`` [B] and an
+    optional global ``summary`` [B, D'] travelling with them).
     """
 
     def forward(self, features: Mapping[str, "torch.Tensor"]) -> "torch.Tensor": ...
@@ -149,13 +154,11 @@ class TextEncoder(Protocol):
 
     `prepare` runs once per split, outside the training loop (tokenisation, vocabulary lookup,
     frozen features); every tensor it returns has the caption axis first, so the trainer batches
-    it by indexing. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or [B, L, D].
+    it by indexing. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or
+    `harness.embeddings.VectorSets` (one vector per word).
 
     The encoder also prepares the texts of a job's text sources (`TextSource`, e.g. dense
-    descriptions). If its `prepare` takes a keyword ``source``, it is told which: ``"captions"``
-    for the split's captions, else the source's name, so it can treat them differently (truncate
-    long descriptions later, route sparse captions through a branch of their own); an encoder
-    without the keyword prepares every text alike.
+    descriptions), alike unless it declares `harness.capabilities.ReadsTextSource`.
     """
 
     def prepare(self, captions: Sequence[str]) -> dict[str, "torch.Tensor"]: ...
@@ -166,10 +169,10 @@ class TextEncoder(Protocol):
 class SimilarityHead(Protocol):
     """Scores every image against every caption: [n_i, ...] x [n_c, ...] -> [n_i, n_c].
 
+    Inputs are what the encoders produce: Tensors [n, D] or `harness.embeddings.VectorSets`.
     A head must score each pair independently of the other items in the batch; evaluation
     calls it on chunks and relies on that. The one exception exists to reproduce public code
-    that leaks: a head with ``reads_pairing_labels = True`` is evaluated once on the whole split
-    through ``score_with_pairing(images, texts, image_of_caption)``; the harness warns, and the
+    that leaks (`harness.capabilities.ReadsPairingLabels`); the harness warns, and the
     conformance checks flag it.
     """
 
@@ -179,19 +182,15 @@ class SimilarityHead(Protocol):
 class Loss(Protocol):
     """Training objective on a batch score matrix.
 
-    scores: [B, B] with scores[i, j] = s(image of pair i, caption of pair j); the diagonal holds
-    the positives. image_ids: int64 [B], the dataset image index of each pair, so a loss can tell
-    two captions of the same image apart from true negatives.
+    scores: [B, B + G] with scores[i, j] = s(image of pair i, caption of pair j) for j < B; the
+    diagonal holds the positives. G is 0 unless the job generates feature-level negatives: then
+    columns B … 2B − 1 score each image against one generated negative caption per pair (G = B),
+    never a positive. image_ids: int64 [B], the dataset image index of each pair, so a loss can
+    tell two captions of the same image apart from true negatives.
 
-    Optional, for losses that need more than the scores (all used by distillation):
-
-    - ``reads_batch = True``: the trainer calls ``forward(scores, image_ids, batch=...)`` with a
-      `harness.training.batch.TrainingBatch`: the step's embeddings, the model, where the step is
-      in its stage (for warm-ups), and the batch's rows of any text source of the job.
-    - ``begin_stage(model)``: called when the loss's stage starts, with the model as the
-      previous stage left it (e.g. to copy a frozen teacher from it).
-    - ``terms``: a {name: float} dict the loss refreshes on every call (e.g. its weighted parts);
-      the trainer logs each term's epoch mean beside the loss.
+    Optional capabilities (`harness.capabilities`): `ReadsBatch` (the step's embeddings, model,
+    progress and text-source rows), `StageHook` (told when its stage starts), `ReportsTerms`
+    (parts logged beside the loss).
     """
 
     def forward(self, scores: "torch.Tensor", image_ids: "torch.Tensor") -> "torch.Tensor": ...
@@ -224,7 +223,7 @@ class TextSampleGenerator(Protocol):
 
 
 class FeatureSampleGenerator(Protocol):
-    """Makes one generated *negative* per caption from its embedding, after encoding (AsCL §2.2).
+    """Makes one generated *negative* per caption from its embedding, after encoding (the AsCL paper, §2.2).
 
     ``__call__(texts, rng)``: caption embeddings (Tensor [B, D] or `VectorSets`) -> embeddings of
     the same kind and size; the trainer appends them as extra columns of the score matrix.
@@ -233,6 +232,27 @@ class FeatureSampleGenerator(Protocol):
     level: ClassVar[str]  # "feature"
 
     def __call__(self, texts: Any, rng: "torch.Generator") -> Any: ...
+
+
+class EvaluationProtocol(Protocol):
+    """How a test split is ranked and summarised (`register_protocols`; coco-1k, f30k-1k, ...).
+
+    Attributes:
+        name: the key in experiment files and metric names (``coco-1k/rsum``).
+    """
+
+    name: str
+
+    def check(self, split: RetrievalSplit) -> None:
+        """Raise `harness.errors.UserError` for a split the protocol is not defined on."""
+
+    def metrics(self, scores: np.ndarray, image_of_caption: np.ndarray, ties: str = "optimistic") -> dict[str, float]:
+        """Metrics from the split's score matrix [n_images, n_captions]: at least the six recalls
+        and ``rsum`` of `harness.metrics`; ties ``optimistic`` (the papers) or ``pessimistic``."""
+
+    def query_ranks(self, scores: np.ndarray, image_of_caption: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-query 0-based ranks as `metrics` counts them: (i2t rank per image query, the image
+        index of each i2t query, t2i rank per caption in caption order)."""
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from harness.errors import UserError
-from harness.registry import closest
+from harness.atomic import write_text_atomically
+from harness.errors import UserError, closest
+from harness.metrics import MEDIAN_RANKS, RECALLS, RSUM
 from harness.tracking import JOB_KIND
 
-RECALL_COLUMNS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
-RANK_COLUMNS = ["i2t_medr", "t2i_medr"]
+RECALL_COLUMNS = [*RECALLS, RSUM]
+RANK_COLUMNS = list(MEDIAN_RANKS)
 METRIC_COLUMNS = [*RECALL_COLUMNS, *RANK_COLUMNS]
 LOWER_IS_BETTER = frozenset(RANK_COLUMNS)
 KEY_COLUMNS = ["dataset", "protocol", "method"]
@@ -155,8 +156,5 @@ def write(board: pd.DataFrame, folder: Path, spread: str = "ci", confidence: flo
     paths = []
     for fmt, suffix in (("csv", "csv"), ("markdown", "md"), ("html", "html")):
         path = folder / f"leaderboard.{suffix}"
-        staging = path.with_name(f".{path.name}.tmp")
-        staging.write_text(render(board, fmt, spread, confidence) + ("" if fmt == "csv" else "\n"), encoding="utf-8")
-        staging.replace(path)
-        paths.append(path)
+        paths.append(write_text_atomically(path, render(board, fmt, spread, confidence) + ("" if fmt == "csv" else "\n")))
     return paths

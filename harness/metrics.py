@@ -1,7 +1,7 @@
 """Retrieval metrics from an image-caption score matrix: R@K, rsum, medr, meanr.
 
-The definitions follow the VSE-family evaluation code (vsepp, SCAN, VSE-infinity; reference
-spec `vse_baselines.md` §4.2) so numbers are comparable with published tables:
+The definitions follow the VSE-family evaluation code (VSE++, SCAN, VSE∞: their ``i2t`` /
+``t2i`` functions) so numbers are comparable with published tables:
 
 - **Directions.** ``i2t`` (image annotation, caption retrieval): each image is a query, captions
   are the candidates. ``t2i`` (image search): each caption is a query, images are the candidates.
@@ -35,6 +35,17 @@ import warnings
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+KS = (1, 5, 10)
+"""The Recall@K cut-offs of every published table."""
+
+RECALLS = tuple(f"{direction}_r{k}" for direction in ("i2t", "t2i") for k in KS)
+"""The six recalls rSum adds up: ``i2t_r1`` … ``t2i_r10``."""
+
+RSUM = "rsum"
+
+MEDIAN_RANKS = ("i2t_medr", "t2i_medr")
+"""Median ranks (1-based; lower is better)."""
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +135,7 @@ def recall_metrics(
     ks: Sequence[int] = (1, 5, 10),
     ties: str = "optimistic",
 ) -> dict[str, float]:
-    """R@K for both directions, rsum, medr and meanr of a score matrix (VSE protocol, §4.2).
+    """R@K for both directions, rsum, medr and meanr of a score matrix (the VSE evaluation code's).
 
     Args:
         scores: float [n_images, n_captions], tensor (any device) or numpy array.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.leaderboard import AXIS_PREFIX, RECALL_COLUMNS, sections
-
-RECALLS = [metric for metric in RECALL_COLUMNS if metric != "rsum"]
+from harness.atomic import write_atomically
+from harness.leaderboard import AXIS_PREFIX, sections
+from harness.metrics import RECALLS
 
 
 def write_plots(board: pd.DataFrame, folder: Path, metric: str = "rsum") -> list[Path]:
@@ -106,11 +106,10 @@ def _sortable(values: pd.Series) -> pd.Series:
 def _save(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    staging = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(staging, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    staging.replace(path)
-    return path
+    try:
+        return write_atomically(path, lambda staging: fig.savefig(staging, dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def _slug(text: str) -> str:

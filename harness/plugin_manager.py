@@ -7,7 +7,10 @@ loose ``*.py`` files in ``--plugins-dir``, and objects passed in by tests. Envir
 - ``ITR_LOAD_PLUGINS=a,b``: load only these entry-point plugins (empty string: none).
 - ``ITR_DISABLE_PLUGINS=a,b``: skip these.
 
-The rest of the core never touches ``pm.hook``; it asks `PluginHost.registry` for components.
+The rest of the core never touches ``pm.hook``: it asks `PluginHost.registry` for components
+and calls the observer hooks through the typed `Observers` facade. A plugin with a hook
+implementation that matches no specification (a misspelt ``register_loss``) is refused like one
+that fails to import, naming the plugin and the hook, so it cannot do nothing silently.
 """
 
 from __future__ import annotations
@@ -19,29 +22,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import pluggy
 
 from harness import hookspecs
-from harness.errors import UserError
+from harness.config.roles import ENCODER_KINDS, REGISTER_HOOKS
+from harness.errors import UserError, closest
 from harness.registry import ComponentSpec, Factory, Registry
-
-REGISTER_HOOKS: Mapping[str, str | None] = {
-    "register_datasets": "dataset",
-    "register_encoders": None,  # kind given per call: image, text, image-backbone, text-backbone
-    "register_similarity_heads": "similarity-head",
-    "register_sample_generators": "sample-generator",
-    "register_losses": "loss",
-    "register_methods": "method",
-    "register_executors": "executor",
-}
-ENCODER_KINDS = {
-    "image": "image-encoder",
-    "text": "text-encoder",
-    "image-backbone": "image-backbone",
-    "text-backbone": "text-backbone",
-}
 
 
 @dataclass
@@ -92,9 +80,22 @@ class PluginHost:
         for plugin in extra_plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
             self._add(plugin, PluginInfo(name=name, version="-", source="direct"))
+        try:
+            self.pm.check_pending()  # `_add` refused every unspecified hook; this is the guarantee
+        except pluggy.PluginValidationError as exc:
+            raise UserError(f"plugin '{exc.plugin_name}': {exc}") from None
         self._collect_components()
+        self.observers = Observers(self.pm.hook)
 
     # -- loading ------------------------------------------------------------------------------
+
+    def listing(self) -> list[tuple[PluginInfo, str]]:
+        """Every plugin with what it registered (``kind:name, ...``) or why it failed."""
+        rows = []
+        for info in self.plugins.values():
+            components = ", ".join(f"{spec.kind}:{spec.name}" for spec in self.registry.by_plugin(info.name))
+            rows.append((info, f"FAILED: {info.error}" if info.error else components or "-"))
+        return rows
 
     def _fail(self, info: PluginInfo, message: str) -> None:
         info.error = message
@@ -110,7 +111,14 @@ class PluginHost:
         except (ValueError, pluggy.PluginValidationError) as exc:
             self._fail(info, f"not a valid plugin ({exc})")
             return
-        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        unknown = [name for name in hooks if getattr(self.pm.hook, name).spec is None]
+        if unknown:
+            self.pm.unregister(plugin)
+            known = [name for name in dir(hookspecs) if getattr(getattr(hookspecs, name), "itr_harness_spec", None) is not None]
+            self._fail(info, f"hook '{unknown[0]}' is not an itr-harness hook{closest(unknown[0], known)}; hooks: {', '.join(sorted(known))}")
+            return
+        info.hooks = hooks
         self.plugins[info.name] = info
 
     def _load_entry_points(self) -> None:
@@ -175,12 +183,25 @@ class PluginHost:
 
         return register
 
-    # -- observers ----------------------------------------------------------------------------
 
-    @property
-    def hook(self) -> Any:
-        """Observer hooks (before_job, after_job, on_leaderboard); call with keyword arguments."""
-        return self.pm.hook
+
+class Observers:
+    """The observer hooks, typed: every plugin's implementation is called in turn."""
+
+    def __init__(self, hook: Any) -> None:
+        self._hook = hook
+
+    def before_job(self, job: Any) -> None:
+        """A job is about to train or evaluate."""
+        self._hook.before_job(job=job)
+
+    def after_job(self, job: Any, metrics: dict[str, float]) -> None:
+        """A job finished with these metrics."""
+        self._hook.after_job(job=job, metrics=metrics)
+
+    def on_leaderboard(self, frame: Any) -> None:
+        """The leaderboard (a `pandas.DataFrame`) is about to be printed and written."""
+        self._hook.on_leaderboard(frame=frame)
 
 
 def _import_file(path: Path) -> ModuleType:

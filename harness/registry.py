@@ -8,38 +8,15 @@ live) with pydantic, so a typo or a wrong type is reported with the option's nam
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from harness.errors import UserError
-
-KINDS = (
-    "dataset",
-    "text-source",
-    "image-encoder",
-    "text-encoder",
-    "image-backbone",
-    "text-backbone",
-    "similarity-head",
-    "sample-generator",
-    "loss",
-    "method",
-    "executor",
-)
-
-CONTEXT_KINDS = frozenset({"image-encoder", "text-encoder", "similarity-head", "sample-generator", "loss"})
-"""Kinds built from data: their factories take a `harness.interfaces.BuildContext` first."""
+from harness.config.roles import BUILT_FROM_DATA, KINDS
+from harness.errors import UserError, closest
 
 Factory = Callable[..., Any] | str
-
-
-def closest(name: str, candidates: list[str] | tuple[str, ...] | Any) -> str:
-    """A ``" (did you mean 'x'?)"`` hint for a misspelt name, or an empty string."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def resolve(target: Factory) -> Any:
@@ -88,7 +65,7 @@ class ComponentSpec:
     def options_schema(self) -> dict[str, inspect.Parameter]:
         """The factory's keyword options (name -> parameter), excluding the build context."""
         params = list(inspect.signature(self.load()).parameters.values())
-        if self.kind in CONTEXT_KINDS:
+        if self.kind in BUILT_FROM_DATA:
             params = params[1:]
         return {
             p.name: p
@@ -135,10 +112,10 @@ class ComponentSpec:
 
     def build(self, options: Mapping[str, Any], where: str, ctx: Any = None) -> Any:
         """Validate `options` and call the factory: ``factory(ctx, **options)`` for the kinds built
-        from data (CONTEXT_KINDS), ``factory(**options)`` for the others."""
+        from data (`BUILT_FROM_DATA`), ``factory(**options)`` for the others."""
         checked = self.validate_options(options, where)
         factory = self.load()
-        return factory(ctx, **checked) if self.kind in CONTEXT_KINDS else factory(**checked)
+        return factory(ctx, **checked) if self.kind in BUILT_FROM_DATA else factory(**checked)
 
     def defaults(self) -> dict[str, Any]:
         """The factory's default options, for logging the fully resolved config."""

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import harness
+from harness.atomic import write_atomically
+from harness.config.dotted import flatten
 from harness.errors import UserError
 
 JOB_KIND = "job"
@@ -60,14 +62,9 @@ def seed_sqlite_store(path: Path) -> None:
     if path.exists():
         return
     template = default_cache_dir().parent / "mlflow-empty-stores" / f"mlflow-{mlflow.__version__}.db"
-    if not template.exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        staging = template.with_name(f".{template.name}.{os.getpid()}.tmp")
-        mlflow.MlflowClient(f"sqlite:///{staging}").search_experiments()  # creates and migrates it
-        os.replace(staging, template)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.copyfile(template, staging)
-    os.replace(staging, path)
+    if not template.exists():  # MLflow creates and migrates a store on first use
+        write_atomically(template, lambda staging: mlflow.MlflowClient(f"sqlite:///{staging}").search_experiments())
+    write_atomically(path, lambda staging: shutil.copyfile(template, staging))
 
 
 class Tracker:
@@ -114,20 +111,25 @@ class Tracker:
         return self.client.create_experiment(name, artifact_location=artifact_location)
 
     @contextmanager
-    def experiment_run(self, name: str, source: Path, plugin_versions: Mapping[str, str]) -> Iterator[Any]:
-        """The parent run of one `itr run` invocation."""
+    def experiment_run(
+        self, name: str, definition: Mapping[str, Any], source: Path | None, plugin_versions: Mapping[str, str]
+    ) -> Iterator[Any]:
+        """The parent run of one `itr run` invocation: the experiment's definition is kept as
+        ``experiment/experiment.json``, beside its `source` file when it came from one."""
         experiment_id = self.experiment_id_ = self.experiment_id(name)
         tags = {
             "itr.kind": EXPERIMENT_KIND,
             "itr.version": harness.__version__,
             "itr.plugins": json.dumps(dict(plugin_versions), sort_keys=True),
-            "itr.source": str(source),
+            "itr.source": str(source) if source is not None else "-",
         }
         commit = git_commit()
         if commit:
             tags["itr.git_commit"] = commit
         with _terminated(self.client, self.client.create_run(experiment_id, run_name=name, tags=tags)) as run:
-            self.client.log_artifact(run.info.run_id, str(source), artifact_path="experiment")
+            self.client.log_dict(run.info.run_id, dict(definition), "experiment/experiment.json")
+            if source is not None:
+                self.client.log_artifact(run.info.run_id, str(source), artifact_path="experiment")
             yield run
 
     def runs(self, kind: str = JOB_KIND) -> list[Any]:
@@ -174,7 +176,8 @@ class Tracker:
 
         run = self.client.create_run(self.experiment_id_, run_name=job.title, tags=tags)
         with _terminated(self.client, run):
-            params = {**job.params(), **{f"dataset.{k}": str(v) for k, v in _flat_dataset(job.dataset)}, "seed": str(job.seed)}
+            dataset = {f"dataset.{key}": str(value) for key, value in flatten(job.dataset.model_dump()) if value != {}}
+            params = {**job.params(), **dataset, "seed": str(job.seed)}
             self.client.log_batch(run.info.run_id, params=[Param(key, value[:6000]) for key, value in params.items()])
             yield JobLog(self.client, run.info.run_id)
 
@@ -190,13 +193,6 @@ def _terminated(client: Any, run: Any) -> Iterator[Any]:
         client.set_terminated(run.info.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(run.info.run_id, "FINISHED")
-
-
-def _flat_dataset(entry: Any) -> list[tuple[str, Any]]:
-    """The dataset entry as (dotted key, value) pairs, options flattened."""
-    fields = entry.model_dump()
-    options = fields.pop("options")
-    return [*fields.items(), *((f"options.{key}", value) for key, value in options.items())]
 
 
 class JobLog:

@@ -1,9 +1,9 @@
 """Image preprocessing for the TF-Lite-trained EfficientNet-Lite weights, in PIL and numpy only.
 
-torchvision does not import beside the pinned CPU torch (docs: offline encoders), so the usual
-``transforms.Compose`` pipeline is rebuilt here: RGB, bicubic resize of the short side, centre
-crop, then the TF-Lite normalisation ``(x - 127) / 128`` the Lite checkpoints were trained with
-(not the ImageNet mean/std).
+torchvision does not import beside the pinned CPU torch (``RuntimeError: operator torchvision::nms
+does not exist``), so the usual ``transforms.Compose`` pipeline is rebuilt here: RGB, bicubic
+resize of the short side, centre crop, then the TF-Lite normalisation ``(x - 127) / 128`` the Lite
+checkpoints were trained with (not the ImageNet mean/std).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An image is described by its ImageNet classifier's belief over the 1000 classes;
 MiniLM embedding of its name; the image embedding is the belief-weighted mean of those class
 embeddings. Captions are MiniLM sentence embeddings. Both live in MiniLM's space, so cosine
 similarity ranks captions against images without a single training step
-(reference/offline_encoders.md).
+(docs/methods/class-bridge.md).
 """
 
 from __future__ import annotations

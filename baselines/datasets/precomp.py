@@ -1,7 +1,7 @@
 """The SCAN / VSE++ ``precomp`` layout: precomputed image features plus caption text.
 
-vse_baselines §5.1. A directory (``data/coco_precomp``, ``data/f30k_precomp``) holds, per split
-(``train``, ``dev``, ``test``, COCO's ``testall``):
+See docs/real-data.md, precomp. A directory (``data/coco_precomp``, ``data/f30k_precomp``) holds,
+per split (``train``, ``dev``, ``test``, COCO's ``testall``):
 
 - ``{split}_ims.npy``: float32 [n_rows, R, D] region features (BUTD: R = 36, D = 2048) or
   [n_rows, D] single vectors (vsepp's VGG / ResNet precomp);
@@ -25,7 +25,7 @@ repeated: ids in runs of k equal lines make every k rows one image (its first ro
 a 5×-duplicated layout is not scored as 5 distinct images with one caption each.
 
 ``dev`` keeps only its first `dev_images` images and their captions, as every reference loader
-does (§5.1, §8.8: 1,000 images).
+does (1,000 images).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.interfaces import RetrievalSplit
-from harness.registry import closest
+from harness.errors import closest
 
 SPLITS = ("train", "dev", "test", "testall")
 SPLIT_ALIASES = {"val": "dev"}

@@ -1,4 +1,5 @@
-"""Stacked cross attention (SCAN, Lee et al., ECCV 2018) on blocks of pairs (vse_baselines §3.2).
+"""Stacked cross attention (SCAN, Lee et al., ECCV 2018) on blocks of pairs
+(docs/methods/scan.md).
 
 One direction of SCAN attends from a *query* set to a *context* set: t-i uses the words of a
 caption as queries over the regions of an image, i-t the regions as queries over the words. For
@@ -10,10 +11,11 @@ one pair, with raw cosines s_cq = c_cᵀ q_q (both sets unit-norm per vector):
 3. attended vector a_q = Σ_c α_cq c_c, relevance R_q = cos(q_q, a_q);
 4. score = mean_q R_q (AVG) or (1/λ2) log Σ_q exp(λ2 R_q) (LSE).
 
-The reference code repeats each caption over an image shard and runs this per caption (§3.5).
-Here a whole block of O context sets × P query sets is one tensor program: every intermediate is
-[O, C, P, Q], and the attended vectors are never built, because only their dot product with the
-query and their norm are needed, and both follow from quantities that already exist:
+The reference code repeats each caption over an image shard and runs this per caption
+(``shard_xattn_t2i`` / ``shard_xattn_i2t``). Here a whole block of O context sets × P query sets is
+one tensor program: every intermediate is [O, C, P, Q], and the attended vectors are never built,
+because only their dot product with the query and their norm are needed, and both follow from
+quantities that already exist:
 
     q_qᵀ a_q = Σ_c α_cq s_cq,        ‖a_q‖² = Σ_c Σ_c' α_cq (c_cᵀ c_c') α_c'q,
 

@@ -1,7 +1,7 @@
-"""SCAN encoders: one embedding per image region and per caption word (vse_baselines §3.1).
+"""SCAN encoders: one embedding per image region and per caption word (docs/methods/scan.md).
 
 Unlike VSE++, nothing is pooled: the image stays a set of region vectors and the caption a
-sequence of word vectors, each l2-normalised on its own (§8 item 3), and the similarity head
+sequence of word vectors, each l2-normalised on its own, and the similarity head
 attends between the two sets. Both encoders return `VectorSets`.
 """
 

@@ -15,11 +15,12 @@ from harness.errors import UserError
 class StackedCrossAttentionHead(nn.Module):
     """SCAN score s(image, caption) for every pair: VectorSets [n_i, R, D] × [n_c, L, D] -> [n_i, n_c].
 
-    vse_baselines §3.2 (model.py ``xattn_score_t2i`` / ``xattn_score_i2t``). Inputs are the
+    SCAN's stacked cross attention (the code's model.py ``xattn_score_t2i`` / ``xattn_score_i2t``).
+    Inputs are the
     encoders' per-region and per-word vectors, unit-norm. Pairs are scored in blocks of at most
     `pair_chunk` (images × captions), each block one batched tensor program
     (`stacked_cross_attention`), so evaluation cost is FLOPs, not one kernel launch per caption
-    as in the reference's sharded loop (§3.5). Each pair's score depends on that pair only, never
+    as in the reference's sharded loop (``shard_xattn_*``). Each pair's score depends on that pair only, never
     on the block it was computed in or on padding.
 
     The attention runs in float32 (float64 inputs stay float64), with autocast off: its eps

@@ -1,4 +1,4 @@
-"""Registers SCAN and its parts (vse_baselines.md §3); the loss is VSE++'s (`baselines.vse`)."""
+"""Registers SCAN and its parts (docs/methods/scan.md); the loss is VSE++'s (`baselines.vse`)."""
 
 from harness.hookspecs import hookimpl
 

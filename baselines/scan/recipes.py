@@ -1,4 +1,4 @@
-"""SCAN method recipe: components, defaults and stages as data (vse_baselines §3.3).
+"""SCAN method recipe: components, defaults and stages as data (docs/methods/scan.md).
 
 The default is the paper's t-i AVG model (λ1 = 9), its best single model on COCO 1K. The README
 of kuanghuei/SCAN lists four variants; each is a set of `similarity_head` keys:

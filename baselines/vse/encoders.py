@@ -1,7 +1,7 @@
 """VSE++ encoders: a linear head on precomputed image features and a GRU over word ids.
 
 Both map into one joint space (default 1024-d) and l2-normalise there, so the cosine similarity
-of the VSE++ loss is a plain dot product (vse_baselines §1.2).
+of the VSE++ loss is a plain dot product (docs/methods/vse-pp.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Ten
 class LinearImageEncoder(nn.Module):
     """VSE++ image head for precomputed features: ``Linear(in_dim -> embed_dim)``, then l2norm.
 
-    vse_baselines §1.2 (`_precomp` branch). A region-set feature ([R, D] per image, e.g. the
+    vsepp's ``EncoderImagePrecomp`` (the `_precomp` branch). A region-set feature ([R, D] per image, e.g. the
     ``regions`` grid of a CNN) is averaged over regions first: VSE++ consumes one pooled CNN
     vector per image, and averaging the grid is that pooled vector (VSE∞'s "AvgPool" VSE++
     baseline). Since the head is linear, this equals averaging the per-region projections.
@@ -86,7 +86,7 @@ class LinearImageEncoder(nn.Module):
 class GRUTextEncoder(nn.Module):
     """VSE++ / SCAN caption encoder: word embedding -> GRU -> sentence vector -> l2norm.
 
-    vse_baselines §1.2 (VSE++, unidirectional) and §3.1 (SCAN ``--bi_gru``). The vocabulary is
+    vsepp's ``EncoderText`` (VSE++, unidirectional) and SCAN's (``--bi_gru``). The vocabulary is
     built from ``ctx.train_captions`` only (`Vocabulary`).
 
     Sentence vector: the GRU output at the last valid step (index length-1) of the top layer, as

@@ -1,6 +1,7 @@
 """The VSE hinge triplet loss: sum of hinges (VSE0) and hardest negative (VSE++).
 
-vse_baselines §1.1, as vsepp's ``ContrastiveLoss`` (also SCAN's and VSE∞'s). With score matrix
+The VSE++ paper's SH and MH losses (Faghri et al., BMVC 2018), as vsepp's ``ContrastiveLoss``
+(also SCAN's and VSE∞'s). With score matrix
 S [B, B], S_ij = s(image i, caption j), positives on the diagonal and margin α:
 
     caption retrieval (image i anchors row i):     c_s(i, j)  = [α + S_ij − S_ii]_+ , j ≠ i
@@ -23,7 +24,7 @@ def hinge_triplet_loss(
     hardest: bool,
     same_image_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Bidirectional hinge triplet loss of one batch, summed over anchors (vse_baselines §1.1).
+    """Bidirectional hinge triplet loss of one batch, summed over anchors (the VSE++ paper's SH / MH loss).
 
     Args:
         scores: [B, B], scores[i, j] = s(image i, caption j); the diagonal holds the positives.
@@ -77,7 +78,7 @@ class _HingeTriplet(nn.Module):
         margin: α (paper: 0.2).
         mask_same_image: do not treat two captions of the same image in a batch as negatives of
             each other (HREM ``mask_repeat``). Default False is faithful to vsepp / SCAN / VSE∞,
-            which sample batches per caption and so do treat them as negatives (§1.1, §8 item 1).
+            which sample batches per caption and so do treat them as negatives.
     """
 
     hardest: bool
@@ -96,12 +97,12 @@ class _HingeTriplet(nn.Module):
 
 
 class HardestNegativeTriplet(_HingeTriplet):
-    """VSE++ loss ("MH"): each anchor's hardest negative only (§1.1, ``--max_violation``)."""
+    """VSE++ loss ("MH"): each anchor's hardest negative only (``--max_violation``)."""
 
     hardest = True
 
 
 class SumHingeTriplet(_HingeTriplet):
-    """VSE0 loss ("SH"): hinges summed over all negatives (§1.1); VSE∞'s warm-up epoch (§8)."""
+    """VSE0 loss ("SH"): hinges summed over all negatives; VSE∞'s warm-up epoch."""
 
     hardest = False

@@ -1,4 +1,4 @@
-"""Registers VSE++ and its parts (vse_baselines.md §1)."""
+"""Registers VSE++ and its parts (docs/methods/vse-pp.md)."""
 
 from harness.hookspecs import hookimpl
 

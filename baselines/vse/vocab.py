@@ -1,4 +1,5 @@
-"""Word vocabulary for the GRU text encoders of VSE++ / SCAN / VSE∞-BiGRU (vse_baselines §1.2).
+"""Word vocabulary for the GRU text encoders of VSE++ / SCAN / VSE∞-BiGRU
+(vsepp's ``vocab.py``; docs/methods/vse-pp.md).
 
 The reference code tokenises with NLTK ``word_tokenize(caption.lower())``, keeps words seen at
 least 4 times, and wraps every caption as ``<start> … <end>``. NLTK is not a dependency here, so

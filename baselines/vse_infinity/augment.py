@@ -1,11 +1,11 @@
 """VSE∞'s size augmentations, applied at train time only: drop regions, mask / replace / delete words.
 
-GPO's weights depend on the set size N; training on sets of varying size makes the learned
-pooling hold up across sizes and acts as feature dropout (vse_baselines §2.3(a), §2.4, §8 item 5).
-The reference does this in its Dataset, before collate; here the encoders call these functions
-in `forward` when ``self.training``, on the already batched tensors, so ``prepare`` and
-evaluation stay deterministic. Random numbers come from torch's global generator (seeded per job
-by the trainer).
+GPO's weights depend on the set size N; training on sets of varying size makes the learned pooling
+hold up across sizes and acts as feature dropout (VSE∞ paper, size augmentation;
+docs/methods/vse-infinity.md). The reference does this in its Dataset, before collate; here the
+encoders call these functions in `forward` when ``self.training``, on the already batched tensors,
+so ``prepare`` and evaluation stay deterministic. Random numbers come from torch's global generator
+(seeded per job by the trainer).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def compact(values: torch.Tensor, keep: torch.Tensor, fill: float = 0) -> tuple[
 
 
 def drop_regions(regions: torch.Tensor, drop_prob: float) -> VectorSets:
-    """Region-set augmentation (§2.3(a)): drop each region independently with `drop_prob`.
+    """Region-set augmentation: drop each region independently with `drop_prob`.
 
     regions: [B, R, D], every set full -> `VectorSets` [B, R', D] with lengths [B], the kept
     regions in their original order. A set that would lose every region keeps one, drawn
@@ -60,7 +60,7 @@ def augment_tokens(
     vocab_size: int,
     pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Text size augmentation (§2.4): each word is selected with `select_prob`; a selected word's
+    """Text size augmentation: each word is selected with `select_prob`; a selected word's
     tokens are all masked (50%), all replaced by random tokens (10%), or all deleted (40%).
 
     Net, at 0.2: 10% of words masked, 2% randomised, 8% deleted. As in the reference, one uniform

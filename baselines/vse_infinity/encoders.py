@@ -1,10 +1,10 @@
 """VSE∞ encoders: a per-region head and two caption encoders, each followed by set pooling.
 
-vse_baselines §2.1: v = l2norm(GPO({φ_n})) over the image's regions, u = l2norm(GPO({ψ_m})) over
-the caption's words, s = vᵀu. The encoders here produce the sets φ and ψ, pool them (GPO by
-default, `pooling` = ``mean`` / ``max`` for the paper's fixed-aggregator ablations) and return
-the pooled global embedding [B, embed_dim]. The size augmentations (`augment`) run inside
-`forward` in training mode only.
+VSE∞ paper (docs/methods/vse-infinity.md): v = l2norm(GPO({φ_n})) over the image's regions, u =
+l2norm(GPO({ψ_m})) over the caption's words, s = vᵀu. The encoders here produce the sets φ and ψ,
+pool them (GPO by default, `pooling` = ``mean`` / ``max`` for the paper's fixed-aggregator
+ablations) and return the pooled global embedding [B, embed_dim]. The size augmentations
+(`augment`) run inside `forward` in training mode only.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def _check(condition: bool, message: str) -> None:
 
 
 class RegionImageEncoder(nn.Module):
-    """VSE∞ image branch on precomputed region (or grid) features (§2.3(a)).
+    """VSE∞ image branch on precomputed region (or grid) features (``precomp_enc_type basic``).
 
     Per region x ∈ ℝ^D: f(x) = fc(x) + MLP(x), fc = Linear(D → embed_dim) with Xavier-uniform
     weights and zero bias (as VSE++), MLP = Linear(D → mlp_hidden) → BatchNorm1d → ReLU →
     Linear(mlp_hidden → embed_dim) with PyTorch's default init: VSE++'s linear projection plus a
     non-linear adapter for features that stay frozen. ``residual_mlp=False`` leaves fc alone, the
-    head VSE∞ puts on the grid of a CNN it fine-tunes (§2.3(b)). Then pooling over the regions,
-    then l2norm.
+    head VSE∞ puts on the grid of a CNN it fine-tunes (``precomp_enc_type backbone``). Then
+    pooling over the regions, then l2norm.
 
     In training, each region is dropped independently with probability `region_drop`, at least
     one kept (`augment.drop_regions`); evaluation uses every region. This is the region-feature
@@ -127,7 +127,7 @@ class RegionImageEncoder(nn.Module):
 
 
 class GRUTokenTextEncoder(nn.Module):
-    """VSE∞-BiGRU caption encoder (§2.4, branch ``bigru``): words -> BiGRU -> pooling -> l2norm.
+    """VSE∞-BiGRU caption encoder (the code's branch ``bigru``): words -> BiGRU -> pooling -> l2norm.
 
     Embedding(V + 1, word_dim), uniform ±0.1 -> GRU(word_dim -> embed_dim) over the packed
     caption; for a BiGRU the forward and backward outputs are averaged at every step, so each
@@ -203,7 +203,7 @@ class GRUTokenTextEncoder(nn.Module):
 
 
 class HFTextEncoder(nn.Module):
-    """VSE∞-BERT caption encoder (§2.4, branch ``master``) around any local Hugging Face encoder.
+    """VSE∞-BERT caption encoder (the code's branch ``master``) around any local Hugging Face model.
 
     Last hidden states [B, L, H] -> Linear(H -> embed_dim) -> pooling over the tokens ([CLS] and
     [SEP] included, as the reference) -> l2norm. The transformer is fine-tuned: it carries

@@ -1,4 +1,4 @@
-"""Registers VSE∞ and its parts (vse_baselines.md §2).
+"""Registers VSE∞ and its parts (docs/methods/vse-infinity.md).
 
 The triplet losses of the recipes come from the VSE++ plugin (`baselines.vse`).
 """

@@ -1,11 +1,12 @@
 """Set pooling for VSE∞: the Generalized Pooling Operator (GPO) and its fixed special cases.
 
-vse_baselines §2.2 (paper §3.2–3.3). An encoder turns an image into a set of region vectors and a
-caption into a set of word vectors; the pooling operator reduces a set [N, D] to one vector [D].
-GPO learns *how* to pool: it sorts every channel over the set and takes a weighted sum of the
-sorted values, with weights θ_k = g(k, N) that depend only on the rank k and the set size N.
-θ = 1/N for every k is average pooling, θ = one-hot at k = 0 is max pooling, and K-max pooling
-lies in between; GPO picks its point in that family by gradient descent.
+VSE∞ paper (Chen et al., CVPR 2021) §3.2–3.3; docs/methods/vse-infinity.md, GPO. An encoder turns
+an image into a set of region vectors and a caption into a set of word vectors; the pooling
+operator reduces a set [N, D] to one vector [D]. GPO learns *how* to pool: it sorts every channel
+over the set and takes a weighted sum of the sorted values, with weights θ_k = g(k, N) that depend
+only on the rank k and the set size N. θ = 1/N for every k is average pooling, θ = one-hot at k = 0
+is max pooling, and K-max pooling lies in between; GPO picks its point in that family by gradient
+descent.
 
 All pooling modules take zero-padded sets, ``vectors`` [B, N_max, D] with ``lengths`` int64 [B]
 (each ≥ 1), and return [B, D]. Values at padded positions never reach the output.
@@ -55,7 +56,7 @@ def positional_encoding(length: int, dim: int) -> torch.Tensor:
 
 
 def gpo_pool(vectors: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_k θ_k · max_k(set), per channel: the GPO output for given weights (§2.2 step 1 and 3).
+    """Σ_k θ_k · max_k(set), per channel: the GPO output for given weights (sort, then weigh).
 
     Args:
         vectors: [B, N, D] zero-padded sets.
@@ -72,13 +73,13 @@ def gpo_pool(vectors: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor
 
 
 class GPO(nn.Module):
-    """Generalized Pooling Operator (§2.2): learned rank weights over per-channel sorted values.
+    """Generalized Pooling Operator (VSE∞ paper §3.2–3.3): learned rank weights over sorted values.
 
     θ_k = softmax_k(wᵀ h_k / temperature), where h_k is the output at step k of a one-layer
     BiGRU run over the positional encodings p_0..p_{N−1} (directions averaged). The GRU input
     depends only on k and the backward direction sees where the set ends, so θ is a function of
     (k, N) alone: a set's size decides how it is pooled, never its values. 12,704 parameters at
-    d_pe = d_hidden = 32 (vse_baselines §2.2 quotes ≈0.1M; this architecture has 12.7k).
+    d_pe = d_hidden = 32 (the VSE∞ paper quotes ≈0.1M; this architecture has 12.7k).
 
     Args:
         d_pe: positional-encoding size (paper: 32).

@@ -1,9 +1,9 @@
-"""VSE∞ method recipes (vse_baselines §2.5): components, defaults and stages as data.
+"""VSE∞ method recipes (docs/methods/vse-infinity.md): components, defaults and stages as data.
 
 Both recipes train 25 epochs as the reference: one warm-up epoch with the VSE0 loss (sum over all
-negatives), then 24 with hardest negatives (§8 item 2). The two stages share one optimizer and
-one lr schedule (``restart = false``), so the ×0.1 decay lands at epoch 15 of 25 as in the
-reference's ``--lr_update 15``.
+negatives), then 24 with hardest negatives (the code's ``vse_mean_warmup_epochs = 1``). The two
+stages share one optimizer and one lr schedule (``restart = false``), so the ×0.1 decay lands at
+epoch 15 of 25 as in the reference's ``--lr_update 15``.
 """
 
 from harness.interfaces import MethodRecipe
@@ -49,7 +49,7 @@ VSE_INFINITY_BIGRU = MethodRecipe(
             "optimizer": "adamw",
             "lr": 5e-4,
             # The bigru branch builds AdamW without weight_decay, i.e. PyTorch's 0.01; that code
-            # produced the published BiGRU numbers (the paper text says 1e-4, §2.5).
+            # produced the published BiGRU numbers (the paper's supplement says 1e-4).
             "weight_decay": 0.01,
             "lr_decay_every": 15,
             "grad_clip": 2.0,

@@ -16,7 +16,8 @@
 Modules, one job each: `report` (rows and the table), `synthetic` (tiny inputs), `compare`
 (tolerant comparisons with located messages), `evaluated` (the scores evaluation ranks),
 `subject` (seeded builds and the checks every kind shares), `sources` (what a head is fed), one
-module per kind (`encoders`, `heads`, `losses`, `generators`, `backbones`, `texts`, `methods`),
+module per kind (`encoders`, `heads`, `losses`, `generators`, `backbones`, `texts`, `methods`:
+a method is assembled by the job layer, `harness.job.assemble`, exactly as a job is),
 `targets` (name and options to report), `demo_run` (a one-epoch experiment on the demo set, for
 plugin test suites), `pytest_plugin` (the fixtures).
 

@@ -8,14 +8,11 @@ file (dotted keys or nested tables).
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from harness.conformance.targets import nest_dotted
-from harness.errors import UserError
+from harness.config.dotted import deep_merge, nest
 
 DEMO_DATASET = "coco-demo"
 
@@ -70,11 +67,9 @@ class DemoRun:
 
 def one_epoch_overrides(registry: Any, method: str, overrides: Mapping[str, Any], epochs: int) -> dict[str, Any]:
     """The recipe's stages cut to `epochs` each, under the caller's own overrides."""
-    from harness.experiment.jobs import deep_merge
-
-    recipe = registry.get("method", nest_dotted(overrides).get("method", method)).load()
+    recipe = registry.get("method", nest(overrides).get("method", method)).load()
     stages = {name: {"epochs": epochs} for name in recipe.defaults.get("stages", {})}
-    return deep_merge({"stages": stages} if stages else {}, nest_dotted(overrides))
+    return deep_merge({"stages": stages} if stages else {}, nest(overrides))
 
 
 def run_demo_job(
@@ -91,8 +86,9 @@ def run_demo_job(
 ) -> DemoRun:
     """Train `method` for `epochs` per stage on coco-demo, evaluate it, log it; return the result.
 
-    The experiment is written as an ordinary experiment file, ``<store root>/<experiment>.toml``
-    (``itr run`` reruns it), and run in this process as ``itr run`` would, in-process executor.
+    The experiment is planned and driven in this process exactly as ``itr run`` would run a
+    file with this one method block (in-process executor); its definition is kept with the
+    parent run (``experiment/experiment.json``).
 
     Args:
         method: a registered method recipe (``vse++``), or a label when overrides set ``method``.
@@ -106,22 +102,22 @@ def run_demo_job(
     Raises:
         AssertionError: the job failed (its error in the message); bad input raises UserError.
     """
-    from harness.experiment.jobs import plan
-    from harness.experiment.run import Launch, run_experiment
+    from harness.config.experiment_file import ExperimentFile
+    from harness.experiment.driver import Launch, run_experiment
+    from harness.experiment.plan import expand_jobs
     from harness.features import FeatureCache
     from harness.plugin_manager import PluginHost
     from harness.tracking import Tracker
 
     host = host if host is not None else PluginHost(extra_plugins=list(plugins))
-    table = one_epoch_overrides(host.registry, method, dict(overrides or {}), epochs)
-    store.root.mkdir(parents=True, exist_ok=True)
-    source = store.root / f"{experiment}.toml"
-    source.write_text(experiment_toml(experiment, method, table, seed), encoding="utf-8")
-    spec, jobs = plan(source, host.registry)
+    block = one_epoch_overrides(host.registry, method, dict(overrides or {}), epochs)
+    definition = ExperimentFile(name=experiment, seeds=[seed], datasets=[{"name": DEMO_DATASET}], methods={method: block})
+    jobs = expand_jobs(definition, host.registry, f"demo run {experiment}")
     cache = FeatureCache(cache_dir)
-    executor = host.registry.get("executor", "in-process").build({}, f"{source}: executor")
-    launch = Launch(source=source, log_dir=store.root / experiment / "logs", cache_dir=cache.root, rerun_finished=True)
-    outcome = run_experiment(spec.name, jobs, host, Tracker(store.uri, store.root), cache, executor, launch)
+    executor = host.registry.get("executor", "in-process").build({}, f"demo run {experiment}: executor")
+    store.root.mkdir(parents=True, exist_ok=True)
+    launch = Launch(source=None, log_dir=store.root / experiment / "logs", cache_dir=cache.root, rerun_finished=True)
+    outcome = run_experiment(definition, jobs, host, Tracker(store.uri, store.root), cache, executor, launch)
     if outcome.failed:
         job, error = outcome.failed[0]
         raise AssertionError(f"demo job {job.title} failed: {error}")
@@ -131,36 +127,3 @@ def run_demo_job(
         f"tags.`itr.config_hash` = '{job.config_hash}' and tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'",
     )
     return DemoRun(job.label, dict(metrics), child.info.run_id, job.config_hash, store)
-
-
-def experiment_toml(name: str, method: str, table: Mapping[str, Any], seed: int) -> str:
-    """An experiment file with one method on coco-demo (values as TOML, keys quoted)."""
-    lines = [f"name = {_toml(name)}", f"seeds = [{int(seed)}]", "", "[[datasets]]", f"name = {_toml(DEMO_DATASET)}", ""]
-    lines.append(f"[methods.{_toml(method)}]")
-    lines += [f"{'.'.join(_toml(part) for part in key)} = {_toml(value)}" for key, value in _leaves(table)]
-    return "\n".join(lines) + "\n"
-
-
-def _leaves(table: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    out = []
-    for key, value in table.items():
-        if isinstance(value, Mapping) and value:
-            out += _leaves(value, (*prefix, str(key)))
-        else:
-            out.append(((*prefix, str(key)), value))
-    return out
-
-
-def _toml(value: Any) -> str:
-    """A TOML value: strings and keys as basic strings, tables inline."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    raise UserError(f"demo run override {value!r}: TOML has no {type(value).__name__} (no null either)")

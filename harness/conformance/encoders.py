@@ -25,7 +25,7 @@ from harness.conformance.subject import (
 )
 from harness.conformance.synthetic import describe, leaves
 from harness.embeddings import Embeddings, VectorSets
-from harness.experiment.config import CAPTIONS
+from harness.config.job_config import CAPTIONS
 from harness.training.model import gather, prepare_texts
 
 POOL = 9

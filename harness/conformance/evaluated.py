@@ -1,8 +1,8 @@
-"""The score matrix evaluation ranks, taken from `harness.evaluation.evaluate` itself.
+"""The scores evaluation ranks, taken from the real evaluation path.
 
-Checks compare scores where the harness would compute them: through the real evaluation path
-(embedding in batches, the chunked score matrix, or ``score_with_pairing`` for a head that reads
-the pairing labels), not through a re-implementation of it.
+Checks compare scores where the harness computes them (`harness.evaluation.evaluate_split`:
+embedding in batches, the job's strategy, the chunked score matrix or ``score_with_pairing``
+for a head that reads the pairing labels), not through a re-implementation of it.
 """
 
 from __future__ import annotations
@@ -11,34 +11,19 @@ import contextlib
 import io
 from typing import Any
 
-import torch
+from harness.config.job_config import EvalConfig
 
 CHUNK = 3
 """Evaluation's block size in the checks: not a divisor of the synthetic batch sizes."""
 
-
-class _RecordingProtocol:
-    """The ``full`` protocol, keeping the score matrix evaluation hands it."""
-
-    name = "full"
-
-    def __init__(self) -> None:
-        from harness.protocols import PROTOCOLS
-
-        self.protocol = PROTOCOLS["full"]
-        self.scores: torch.Tensor | None = None
-
-    def metrics(self, scores: Any, image_of_caption: Any, ties: str = "optimistic") -> dict[str, float]:
-        self.scores = torch.as_tensor(scores).clone()
-        return self.protocol.metrics(scores, image_of_caption, ties=ties)
+CHECK_EVALUATION = EvalConfig(device="cpu", batch_size=3, score_chunk=CHUNK)
 
 
-def evaluate_split(model: Any, data: Any) -> tuple[dict[str, float], torch.Tensor]:
-    """(metrics of the ``full`` protocol, score matrix [n_images, n_captions]) of `model` on the
-    split inputs `data`, on the CPU, with evaluation's warnings kept off the terminal."""
-    from harness.evaluation import evaluate
+def evaluate_split(model: Any, data: Any) -> Any:
+    """The `Evaluation` (metrics of the ``full`` protocol, score matrix) of `model` on the split
+    inputs `data`, on the CPU, with evaluation's warnings kept off the terminal."""
+    from harness.evaluation.evaluate import evaluate_split as evaluate
+    from harness.evaluation.protocols import full
 
-    recorder = _RecordingProtocol()
     with contextlib.redirect_stderr(io.StringIO()):
-        metrics = evaluate(model, data, [recorder], batch_size=3, chunk=CHUNK, device=torch.device("cpu"))
-    return metrics, recorder.scores
+        return evaluate(model, data, {"full": full()}, CHECK_EVALUATION)

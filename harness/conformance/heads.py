@@ -153,7 +153,7 @@ class HeadChecks(ComponentChecks):
         return "permuting images and captions permutes the score matrix, nothing else"
 
     def batch_composition(self) -> str:
-        from harness.evaluation import score_matrix
+        from harness.evaluation.scoring import score_matrix
         from harness.training.model import RetrievalModel
 
         images, texts = self.batch()
@@ -240,4 +240,4 @@ def _evaluated_scores(head: Any, images: Embeddings, texts: Embeddings, image_of
     from harness.training.model import RetrievalModel, SplitInputs
 
     model = RetrievalModel(_Passthrough(), _Passthrough(), head)
-    return evaluate_split(model, SplitInputs(_as_rows(images), _as_rows(texts), image_of_caption))[1]
+    return evaluate_split(model, SplitInputs(_as_rows(images), _as_rows(texts), image_of_caption)).scores

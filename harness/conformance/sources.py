@@ -15,7 +15,7 @@ import torch
 
 from harness.conformance.synthetic import SyntheticData
 from harness.embeddings import Embeddings
-from harness.experiment.config import CAPTIONS
+from harness.config.job_config import CAPTIONS
 from harness.training.model import gather, prepare_texts
 
 DEFAULT_DIM = 32

@@ -149,7 +149,7 @@ def checkpoint_round_trip(subject: Subject, original: Any, run: Callable[[Any], 
     and get the same outputs (`run` in evaluation mode)."""
     from safetensors.torch import save_model
 
-    from harness import checkpoints
+    from harness.job import checkpoints
 
     if not isinstance(original, nn.Module) or not original.state_dict():
         raise CheckSkipped("no parameters or buffers to save")

@@ -11,40 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from harness.config.dotted import nest
+from harness.config.roles import CHECKED_KINDS, KINDS
 from harness.conformance.report import Report
-from harness.errors import UserError
-from harness.registry import KINDS, ComponentSpec, Registry, closest
-
-CHECKED_KINDS = (
-    "method",
-    "image-encoder",
-    "text-encoder",
-    "similarity-head",
-    "loss",
-    "sample-generator",
-    "image-backbone",
-    "text-backbone",
-    "text-source",
-)
-
-
-def nest_dotted(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"similarity_head.embed_dim": 32}`` -> ``{"similarity_head": {"embed_dim": 32}}``
-    (the dotted keys of an experiment file's method table); nested mappings pass through."""
-    nested: dict[str, Any] = {}
-    for key, value in options.items():
-        *parents, leaf = key.split(".")
-        table = nested
-        for part in parents:
-            table = table.setdefault(part, {})
-            if not isinstance(table, dict):
-                raise UserError(f"option '{key}': '{part}' is both a value and a table")
-        if isinstance(value, Mapping) and isinstance(table.get(leaf), dict):
-            table[leaf].update(value)
-        else:
-            table[leaf] = value
-    return nested
-
+from harness.errors import UserError, closest
+from harness.registry import ComponentSpec, Registry
 
 def find_target(registry: Registry, target: str) -> ComponentSpec:
     """The registered component or method `target` names (``name`` or ``kind:name``)."""
@@ -81,7 +52,7 @@ def run_checks(registry: Registry, target: str, options: Mapping[str, Any] | Non
     if spec.kind == "method":
         from harness.conformance.methods import MethodChecks
 
-        report.extend(MethodChecks(registry, spec, nest_dotted(options), seed).run())
+        report.extend(MethodChecks(registry, spec, nest(options), seed).run())
         return report
     from harness.conformance.subject import Subject
     from harness.conformance.synthetic import SyntheticData

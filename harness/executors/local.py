@@ -82,7 +82,7 @@ def visible_gpus() -> list[str]:
 
 
 def _start(ticket: JobTicket, slot: int, gpus: list[str], threads: int, log_dir: Path) -> _Running:
-    stem = f"{ticket.index:04d}-{ticket.config_hash}"
+    stem = f"{ticket.index:04d}-{ticket.job.config_hash}"
     ticket_path, outcome_path, log_path = (log_dir / f"{stem}{suffix}" for suffix in (".ticket.json", ".outcome.json", ".log"))
     ticket_path.write_text(ticket.to_json(), encoding="utf-8")
     outcome_path.unlink(missing_ok=True)

@@ -1,10 +1,16 @@
-"""A job as a self-contained ticket, and what running it produced."""
+"""A job as a self-contained ticket, and what running it produced.
+
+A ticket holds the `Job` itself; it becomes JSON (the job's record) only when it crosses to
+another process (`to_json`), and any process rebuilds it with nothing but the installed plugins.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Protocol, Sequence
+
+from harness.job.job import Job
 
 
 @dataclass(frozen=True)
@@ -13,8 +19,7 @@ class JobTicket:
 
     Attributes:
         index, total: the job's position in the experiment, for progress lines.
-        title, config_hash: how the job is named in messages and found in MLflow.
-        record: the job record (`harness.checkpoints.job_record`) the job is rebuilt from.
+        job: the job.
         tracking_uri, experiment_id, parent_run_id: where the child run goes.
         source: the experiment file, for messages and relative dataset paths.
         cache_dir: the feature cache (None: the default location).
@@ -23,9 +28,7 @@ class JobTicket:
 
     index: int
     total: int
-    title: str
-    config_hash: str
-    record: Mapping[str, Any]
+    job: Job
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
@@ -34,12 +37,18 @@ class JobTicket:
     plugins_dir: str | None = None
     strict_plugins: bool = False
 
+    @property
+    def title(self) -> str:
+        return self.job.title
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        plain = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "job"}
+        return json.dumps({**plain, "job": self.job.to_record()}, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> "JobTicket":
-        return cls(**json.loads(text))
+        plain = json.loads(text)
+        return cls(job=Job.from_record(plain.pop("job"), "job ticket"), **plain)
 
 
 @dataclass

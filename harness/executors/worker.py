@@ -7,12 +7,12 @@ writes its outcome to a second file, replaced atomically, so the driver never re
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.atomic import write_text_atomically
 from harness.executors.tickets import JobOutcome, JobTicket
 
 EpochCallback = Callable[[str, int, Any], None]
@@ -30,10 +30,10 @@ def run_ticket(
     `host`, `catalog` and `cache` are the driver's when it runs the ticket itself; a worker
     builds its own.
     """
-    from harness.experiment.jobs import job_from_record
     from harness.features import FeatureCache
+    from harness.job.catalog import DataCatalog
+    from harness.job.run import run_job
     from harness.plugin_manager import PluginHost
-    from harness.runner import DataCatalog, run_job
     from harness.tracking import Tracker
 
     if host is None:
@@ -41,13 +41,12 @@ def run_ticket(
         host = PluginHost(strict=ticket.strict_plugins, plugins_dir=plugins_dir)
     catalog = catalog or DataCatalog(host.registry, ticket.source)
     cache = cache or FeatureCache(Path(ticket.cache_dir) if ticket.cache_dir else None)
-    job = job_from_record(ticket.record, f"ticket {ticket.config_hash}")
     tracker = Tracker.attach(ticket.tracking_uri, ticket.experiment_id)
     outcome = JobOutcome()
     try:
-        with tracker.job_run(job, ticket.parent_run_id) as log:
+        with tracker.job_run(ticket.job, ticket.parent_run_id) as log:
             outcome.run_id = log.run_id
-            metrics = run_job(job, host.registry, catalog, cache, _EpochTee(log, on_epoch))
+            metrics = run_job(ticket.job, host.registry, catalog, cache, _EpochTee(log, on_epoch))
             log.metrics(metrics)
     except Exception as exc:  # one failing job must not take the grid down
         traceback.print_exc(file=sys.stderr)
@@ -76,9 +75,7 @@ def main(argv: list[str]) -> int:
     """``worker TICKET_FILE OUTCOME_FILE``: exit 0 when the outcome was written (even a failed job)."""
     ticket_path, outcome_path = Path(argv[0]), Path(argv[1])
     outcome = run_ticket(JobTicket.from_json(ticket_path.read_text(encoding="utf-8")))
-    staging = outcome_path.with_name(f".{outcome_path.name}.tmp")
-    staging.write_text(outcome.to_json(), encoding="utf-8")
-    os.replace(staging, outcome_path)
+    write_text_atomically(outcome_path, outcome.to_json())
     return 0
 
 

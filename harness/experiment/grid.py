@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from harness.config.dotted import flatten, set_dotted
 from harness.errors import UserError
 
 GRID_KEY = "grid"
@@ -72,52 +73,29 @@ def expand_cells(label: str, block: Mapping[str, Any], where: str) -> list[Cell]
         seen[cell_label] = True
         overrides = block
         for key, value in assignment.items():
-            overrides = _merge_dotted(overrides, key, value)
+            overrides = set_dotted(overrides, key, value)
         cells.append(Cell(cell_label, overrides, rendered))
     return cells
 
 
-def _axes(grid: Mapping[str, Any], where: str, prefix: str = "") -> Iterator[tuple[str, list[Any]]]:
+def _axes(grid: Mapping[str, Any], where: str) -> Iterator[tuple[str, list[Any]]]:
     """(dotted key, values) for every axis, accepting both ``"a.b" = [..]`` and ``a.b = [..]``."""
-    for key, value in grid.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _axes(value, where, dotted + ".")
-        elif not isinstance(value, list) or not value:
+    for dotted, value in flatten(grid):
+        if not isinstance(value, list) or not value:
             raise UserError(f"{where}: {dotted}: an axis needs a non-empty list of values (got {value!r})")
-        else:
-            yield dotted, value
+        yield dotted, value
 
 
 def _entries(value: Any, where: str) -> list[dict[str, Any]]:
     """include / exclude: a list of tables, each flattened to {dotted key: value}."""
     if not isinstance(value, list) or not all(isinstance(entry, Mapping) and entry for entry in value):
         raise UserError(f"{where}: expected a list of non-empty tables of dotted keys and values")
-    return [dict(_flatten_entry(entry)) for entry in value]
-
-
-def _flatten_entry(entry: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Nested tables become dotted keys, except a component table (it has a ``name``: a swap)."""
-    for key, value in entry.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and "name" not in value:
-            yield from _flatten_entry(value, dotted + ".")
-        else:
-            yield dotted, value
+    # nested tables become dotted keys, except a component table (it has a ``name``: a swap)
+    return [dict(flatten(entry, keep=lambda table: "name" in table)) for entry in value]
 
 
 def _matches(cell: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
     return all(cell.get(key) == value for key, value in entry.items())
-
-
-def _merge_dotted(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """A copy of `tree` with `value` set at `dotted`, as an override for `deep_merge`."""
-    from harness.experiment.jobs import deep_merge
-
-    nested: Any = value
-    for part in reversed(dotted.split(".")):
-        nested = {part: nested}
-    return deep_merge(tree, nested)
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:

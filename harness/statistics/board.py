@@ -14,10 +14,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.statistics.bootstrap import RECALLS, image_weights, recall_samples, two_sided_p
+from harness.metrics import RECALLS, RSUM
+from harness.statistics.bootstrap import image_weights, recall_samples, two_sided_p
 from harness.statistics.ranks import QueryRanks
 
-METRICS = [*RECALLS, "rsum"]
+METRICS = [*RECALLS, RSUM]
 BEST, TIED = "best", "tied"
 
 RanksOf = Callable[[str, str], "QueryRanks | None"]

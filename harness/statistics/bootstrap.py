@@ -18,11 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.metrics import KS
 from harness.statistics.ranks import QueryRanks
 
-KS = (1, 5, 10)
-RECALLS = tuple(f"{direction}_r{k}" for direction in ("i2t", "t2i") for k in KS)
-"""Metric names in the order the samples are returned; rSum is their sum."""
 
 
 def image_weights(n_images: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

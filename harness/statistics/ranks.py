@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from harness.atomic import write_atomically
 from harness.errors import UserError
 
 TAG_PREFIX = "tag."
@@ -53,10 +53,7 @@ class QueryRanks:
             "caption_words": self.caption_words.astype(np.int32),
             **{TAG_PREFIX + name: np.asarray(values, dtype=str) for name, values in self.caption_tags.items()},
         }
-        staging = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(staging, **arrays)
-        os.replace(staging, path)
-        return path
+        return write_atomically(path, lambda staging: np.savez_compressed(staging, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> "QueryRanks":

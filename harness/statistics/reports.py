@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from harness.errors import UserError
+from harness.errors import UserError, closest
 from harness.leaderboard import job_results, leaderboard_table, run_ids
 from harness.statistics.board import add_statistics
 from harness.statistics.paired import Difference, paired_differences
@@ -68,10 +70,49 @@ def runs_of_label(tracking_uri: str, experiment_id: str, label: str, dataset: st
     if dataset is not None:
         rows = rows[rows["dataset"] == dataset]
     if rows.empty:
-        from harness.registry import closest
-
         raise UserError(f"no finished runs of '{label}' in this experiment{closest(label, sorted(set(results['method'])))}")
     datasets = sorted(set(rows["dataset"]))
     if len(datasets) > 1:
         raise UserError(f"'{label}' ran on several datasets ({', '.join(datasets)}); pick one with --dataset")
     return list(dict.fromkeys(rows["run_id"])), datasets[0]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`itr compare`'s answer: the runs on each side, the protocol, the paired differences, and
+    each side's seed-to-seed std (`compare`)."""
+
+    runs_a: list[str]
+    runs_b: list[str]
+    protocol: str
+    differences: list[Difference]
+    spread: pd.DataFrame
+
+
+def compare_labels(
+    a: str,
+    b: str,
+    experiment_name: str | None,
+    dataset: str | None,
+    protocol: str | None,
+    results_dir: Path,
+    tracking_uri: str | None,
+    resamples: int,
+    confidence: float,
+) -> Comparison:
+    """A against B: two job run ids, or with `experiment_name` two method labels of its
+    leaderboard (all their seeds); `protocol` defaults to the first A was evaluated on."""
+    from harness.statistics.store import first_protocol
+    from harness.tracking import choose_tracking_uri, require_experiment, require_store
+
+    uri = choose_tracking_uri(tracking_uri, None, results_dir)
+    require_store(uri)
+    if experiment_name is not None:
+        experiment_id = require_experiment(uri, experiment_name)
+        runs_a, _ = runs_of_label(uri, experiment_id, a, dataset)
+        runs_b, _ = runs_of_label(uri, experiment_id, b, dataset)
+    else:
+        runs_a, runs_b = [a], [b]
+    protocol = protocol or first_protocol(uri, runs_a[0])
+    differences, spread = compare(uri, runs_a, runs_b, protocol, resamples, confidence)
+    return Comparison(runs_a, runs_b, protocol, differences, spread)

@@ -36,3 +36,19 @@ def require_ranks(tracking_uri: str, run_id: str, protocol: str) -> QueryRanks:
     if ranks is None:
         raise UserError(f"run {run_id} has no per-query ranks for protocol '{protocol}' (ranks/{protocol}.npz) in {tracking_uri}")
     return ranks
+
+
+def first_protocol(tracking_uri: str, run_id: str) -> str:
+    """The first protocol a run's per-query ranks were stored for (``ranks/<protocol>.npz``)."""
+    import mlflow
+
+    from harness.errors import UserError
+
+    try:
+        files = mlflow.MlflowClient(tracking_uri).list_artifacts(run_id, RANKS_ARTIFACTS)
+    except Exception as exc:  # an unknown run id
+        raise UserError(f"run {run_id} in {tracking_uri}: {str(exc).splitlines()[0]}") from None
+    names = [Path(item.path).stem for item in files]
+    if not names:
+        raise UserError(f"run {run_id} has no per-query ranks (ranks/*.npz); it was evaluated by an older itr-harness")
+    return names[0]

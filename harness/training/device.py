@@ -7,8 +7,9 @@ import torch
 from harness.errors import UserError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is passed to torch.device."""
+def resolve_device(name: str = "auto", key: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is passed to torch.device.
+    `key` is the configuration key the name came from, for the error."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -18,7 +19,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise UserError(f"train.device: '{name}' is not a device ({exc})") from None
+        raise UserError(f"{key}: '{name}' is not a device ({exc})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"train.device: '{name}' requested but CUDA is not available")
+        raise UserError(f"{key}: '{name}' requested but CUDA is not available")
     return device

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from harness.capabilities import READS_TEXT_SOURCE, claims
 
 
 @dataclass
@@ -56,13 +57,11 @@ def gather(arrays: Mapping[str, np.ndarray | torch.Tensor], index: torch.Tensor,
 
 
 def prepare_texts(text_encoder: Any, texts: Sequence[str], source: str) -> dict[str, torch.Tensor]:
-    """``text_encoder.prepare(texts)``, telling the encoder the text source if its `prepare`
-    takes a keyword ``source`` (``"captions"`` or a text source's name; `TextEncoder`)."""
-    try:
-        takes_source = "source" in inspect.signature(text_encoder.prepare).parameters
-    except (TypeError, ValueError):  # a builtin or C-implemented prepare
-        takes_source = False
-    return text_encoder.prepare(texts, source=source) if takes_source else text_encoder.prepare(texts)
+    """``text_encoder.prepare(texts)``, telling the encoder the text source (``"captions"`` or a
+    text source's name) when it declares `harness.capabilities.ReadsTextSource`."""
+    if claims(text_encoder, READS_TEXT_SOURCE):
+        return text_encoder.prepare(texts, source=source)
+    return text_encoder.prepare(texts)
 
 
 class RetrievalModel(nn.Module):

@@ -1,4 +1,4 @@
-"""Generated samples in a training step (AsCL §2): positives from caption text, negatives from
+"""Generated samples in a training step (the AsCL paper, §2): positives from caption text, negatives from
 caption embeddings, each drawn from a configurable mixture of strategies.
 
 The generators themselves are plugin components (`register_sample_generators`); this module

@@ -6,10 +6,10 @@ the image ids to decide what that means. Each stage has its own loss, epochs and
 and starts from the weights the previous stage left (warm-ups and two-stage methods are config).
 
 A stage may train on one of the job's text sources instead of the captions (``Stage.text``, e.g.
-D2S-VSE's dense descriptions): an epoch then iterates over the images, each with its text. A
-loss that declares ``reads_batch = True`` also receives a `TrainingBatch` (embeddings, model,
-progress in the stage, rows of any text source); ``begin_stage(model)`` is called on a loss when
-its stage starts; a loss's ``terms`` are logged per epoch beside the loss.
+D2S-VSE's dense descriptions): an epoch then iterates over the images, each with its text. The
+losses' optional capabilities (`harness.capabilities`) are honoured here: a loss that reads the
+batch receives a `TrainingBatch` (embeddings, model, progress in the stage, rows of any text
+source), a stage hook is called when its stage starts, reported terms are logged per epoch.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness.errors import UserError
+from harness.capabilities import READS_BATCH, STAGE_HOOK, OwnLearningRate, claims, terms_of
+from harness.config.job_config import CAPTIONS, TrainConfig
 from harness.embeddings import concat
-from harness.experiment.config import CAPTIONS, TrainConfig
+from harness.errors import UserError
 from harness.training.batch import TrainingBatch
 from harness.training.model import RetrievalModel, SplitInputs, gather
 from harness.training.samples import GeneratedSamples
@@ -70,11 +71,11 @@ def seed_everything(seed: int) -> None:
 def lr_scales(model: nn.Module) -> dict[str, float]:
     """Learning-rate multiplier of every trainable parameter, by name.
 
-    A submodule declares ``lr_scale = 0.1`` (e.g. a fine-tuned BERT inside a text encoder, as in
-    VSE∞) and every parameter below it trains at that fraction of the stage's lr; the nearest
-    declaring ancestor wins, the default is 1.
+    A submodule declares ``lr_scale = 0.1`` (`harness.capabilities.OwnLearningRate`; e.g. a
+    fine-tuned BERT inside a text encoder, as in VSE∞) and every parameter below it trains at
+    that fraction of the stage's lr; the nearest declaring ancestor wins, the default is 1.
     """
-    declared = {name: float(module.lr_scale) for name, module in model.named_modules() if hasattr(module, "lr_scale")}
+    declared = {name: float(module.lr_scale) for name, module in model.named_modules() if isinstance(module, OwnLearningRate)}
     scales = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -129,7 +130,7 @@ def fit(
 
     With generated `samples`, each step scores the images against the real captions and, if
     there are positive generators, against generated positives too (a second pass), each pass
-    with the generated negatives appended as extra caption columns (AsCL §4).
+    with the generated negatives appended as extra caption columns (the AsCL paper, §4).
     """
     for stage in stages:
         _check_stage_text(stage, data, samples)
@@ -149,7 +150,7 @@ def fit(
         elif stage.lr is not None:
             base_lr = stage.lr
         stage.loss.to(device)
-        if hasattr(stage.loss, "begin_stage"):
+        if claims(stage.loss, STAGE_HOOK):
             stage.loss.begin_stage(model)
         text_inputs, image_of_item = _stage_texts(stage, data)
         for stage_epoch in range(stage.epochs):
@@ -174,7 +175,7 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 losses.append(loss.item())
-                for name, value in getattr(stage.loss, "terms", {}).items():
+                for name, value in terms_of(stage.loss).items():
                     terms.setdefault(name, []).append(float(value))
             record = {"loss": float(np.mean(losses)) if losses else math.nan, "lr": lr}
             record.update({name: float(np.mean(values)) for name, values in terms.items()})
@@ -256,7 +257,7 @@ def _step_loss(
         if samples is not None and samples.negatives:
             text_emb = concat([text_emb, samples.negative_embeddings(text_emb)])
         scores = model.score(image_emb, text_emb)
-        if not getattr(loss_fn, "reads_batch", False):
+        if not claims(loss_fn, READS_BATCH):
             return loss_fn(scores, image_ids)
         batch = TrainingBatch(
             stage=position.stage,

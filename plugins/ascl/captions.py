@@ -1,4 +1,4 @@
-"""AsCL's caption cleaning (ascl.md §2.1): the public code's ``data.pre_caption``.
+"""AsCL's caption cleaning: the public code's ``data.pre_caption``.
 
 The code runs every training caption through it before BERT and before truncating it into a
 positive, so the text encoder (`ascl-text`) and the text generators share this one function.

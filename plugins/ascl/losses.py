@@ -1,4 +1,4 @@
-"""AsCL's InfoNCE with generated negatives (ascl.md §4, the code's ``NTxent_Loss_v2``).
+"""AsCL's InfoNCE with generated negatives (docs/methods/ascl.md; the code's ``NTxent_Loss_v2``).
 
 Scores S [B, B + G]: column j < B is caption j of the batch (its positive is image j), column
 B + k the negative generated from caption k (the trainer appends them; G = B, or 0 without
@@ -26,7 +26,7 @@ from harness.interfaces import BuildContext
 def generated_negative_guard(scores: torch.Tensor) -> torch.Tensor:
     """scores [B, B + G] -> the same with every generated entry above its row's positive set to 0.
 
-    The code's O(B²) Python double loop, vectorised (identical result, §8-7).
+    The code's O(B²) Python double loop, vectorised (identical result).
     """
     batch = scores.shape[0]
     real, generated = scores[:, :batch], scores[:, batch:]

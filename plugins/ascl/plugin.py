@@ -1,4 +1,4 @@
-"""Registers AsCL (ascl.md) and its parts; every component is usable on its own in other recipes."""
+"""Registers AsCL (docs/methods/ascl.md) and its parts; every component is usable on its own."""
 
 from harness.hookspecs import hookimpl
 

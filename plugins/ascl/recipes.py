@@ -1,4 +1,4 @@
-"""The AsCL method recipe (ascl.md §5): components, generated samples and training as data.
+"""The AsCL method recipe (docs/methods/ascl.md): components, generated samples and training as data.
 
 Defaults are the paper's where it is known and the public code's elsewhere: joint size 1024,
 positives T⁺ drawn per caption from {truncate-half, concat-siblings}, negatives drawn per batch

@@ -1,4 +1,4 @@
-"""The stage-2 decoder of D2S-VSE (d2svse.md §3.4, the public code's ``PromptLearner``).
+"""The stage-2 decoder of D2S-VSE (the public code's ``PromptLearner``; docs/methods/d2s-vse.md).
 
 M learnable tokens m ∈ ℝ^{M×D} (N(0, 1) init) are appended to a caption's word features W
 [L, D]; the sequence [W; m] runs through `depth` pre-LN transformer blocks (D-dim, `heads` heads,
@@ -9,14 +9,24 @@ caption leaves out of the dense description (paper Fig. 2). The decoder runs at 
 
 Token layout: the paper reports "Surround" (tokens before and after the words) as best; the code
 appends them (Postfix). Without positional embeddings the blocks are permutation-equivariant, so
-the token outputs are the same for any layout (§10.1); this module appends, as the code.
+the token outputs are the same for any layout (tested); this module appends, as the code.
 
 Padding: the code passes no attention mask, so padded word positions take part and a caption's
-embedding depends on the longest caption in its batch (§10.6). Here padded words are masked out
+embedding depends on the longest caption in its batch. Here padded words are masked out
 of attention (``key_padding_mask``): a caption's embedding is its own.
+
+Initialisation (``init``): the code builds its blocks from timm's ``Block`` and never
+re-initialises them, so every linear layer (qkv with bias, proj, fc1, fc2) keeps PyTorch's
+``nn.Linear`` default: weights kaiming-uniform with a = √5, i.e. U(±1/√fan_in), biases
+U(±1/√fan_in); LayerNorms weight 1, bias 0. ``"code"`` (the default) reproduces that on PyTorch's
+``TransformerEncoderLayer``, whose attention otherwise starts with a Xavier-uniform in-projection
+and zero biases; ``"xavier"`` keeps that PyTorch default (this module's behaviour before the option).
 """
 
 from __future__ import annotations
+
+import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -33,17 +43,32 @@ class LearnableTokenDecoder(nn.Module):
         depth: transformer blocks (the code: 4; Fig. 3 sweeps 1 to 6).
         heads: attention heads (the code: 4; Fig. 3: 4, 8, 12); must divide `dim`.
         mlp_ratio: hidden size of each block's MLP as a multiple of `dim` (the code: 4).
+        init: ``"code"`` (default, faithful to the public code): every linear layer as timm's
+            ``Block`` leaves it, ``nn.Linear``'s default (kaiming-uniform a = √5 weights, biases
+            U(±1/√fan_in)), the qkv in-projection included; ``"xavier"``: PyTorch's
+            ``MultiheadAttention`` default (Xavier-uniform in-projection, zero qkv and output
+            biases), the MLP linears as in ``"code"``.
 
     The blocks are PyTorch's ``TransformerEncoderLayer`` with ``norm_first`` (pre-LN, as timm's
-    ``Block``), no dropout, and PyTorch's default initialisation (the code's is not recorded).
+    ``Block``) and no dropout.
     """
 
-    def __init__(self, dim: int = 512, num_tokens: int = 100, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self,
+        dim: int = 512,
+        num_tokens: int = 100,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        init: Literal["code", "xavier"] = "code",
+    ) -> None:
         super().__init__()
         if num_tokens < 1 or depth < 1:
             raise ValueError(f"the decoder needs at least one token and one block (got {num_tokens} tokens, depth {depth})")
         if dim % heads:
             raise ValueError(f"{heads} heads do not divide the feature size {dim}")
+        if init not in ("code", "xavier"):
+            raise ValueError(f"unknown decoder init {init!r}; choose 'code' or 'xavier'")
         self.tokens = nn.Parameter(torch.randn(num_tokens, dim))
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
@@ -52,6 +77,9 @@ class LearnableTokenDecoder(nn.Module):
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
+        if init == "code":
+            for block in self.blocks:
+                timm_block_init(block)
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """words [B, L, D] (padded), lengths int64 [B] (real words per caption, ≥ 1) -> d̄ [B, D]."""
@@ -63,3 +91,15 @@ class LearnableTokenDecoder(nn.Module):
         for block in self.blocks:
             sequence = block(sequence, src_key_padding_mask=mask)
         return self.norm(sequence[:, width:]).mean(dim=1)
+
+
+def timm_block_init(block: nn.TransformerEncoderLayer) -> None:
+    """Re-initialise a block's attention as timm's ``Block`` has it: the in-projection as
+    ``nn.Linear(D, 3D)`` (kaiming-uniform a = √5 weight, bias U(±1/√D)) and the output projection
+    as ``nn.Linear(D, D)``. The MLP linears and LayerNorms already have ``nn.Linear`` /
+    ``nn.LayerNorm`` defaults."""
+    attention = block.self_attn
+    nn.init.kaiming_uniform_(attention.in_proj_weight, a=math.sqrt(5))
+    bound = 1 / math.sqrt(attention.in_proj_weight.shape[1])
+    nn.init.uniform_(attention.in_proj_bias, -bound, bound)
+    nn.Linear.reset_parameters(attention.out_proj)

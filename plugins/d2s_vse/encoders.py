@@ -1,4 +1,4 @@
-"""D2S-VSE's text encoder (d2svse.md §3.2, §3.4): a fine-tuned BERT-style model, token features,
+"""D2S-VSE's text encoder (docs/methods/d2s-vse.md): a fine-tuned BERT-style model, token features,
 GPO, LayerNorm, and for sparse captions the learnable-token decoder's residual.
 
 One module encodes both kinds of text, as one set of weights does in the paper:
@@ -14,7 +14,7 @@ stage 2, the teacher (a frozen copy, `losses.D2SDistillation`) and evaluation.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from baselines.vse_infinity.encoders import HFTextEncoder
 from baselines.vse_infinity.pooling import PoolingKind, real_positions
 from harness.embeddings import VectorSets
 from harness.errors import UserError
-from harness.experiment.config import CAPTIONS
+from harness.config.job_config import CAPTIONS
 from harness.interfaces import BuildContext
 from harness.options import AtLeastOne, Count, DropRate, Fraction, NonNegative, Positive
 from plugins.d2s_vse.decoder import LearnableTokenDecoder
@@ -37,7 +37,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 class D2STextEncoder(HFTextEncoder):
-    """`d2s-text`: the code's ``EncoderText_BERT`` plus its ``PromptLearner`` (§3.2, §3.4).
+    """`d2s-text`: the code's ``EncoderText_BERT`` plus its ``PromptLearner``.
 
     Per token, on the transformer's last hidden states H (after dropout 0.2):
     W = fc(H) + MLP(H), fc = Linear(H → D), MLP = Linear(H → 256) → BatchNorm1d → ReLU →
@@ -45,14 +45,14 @@ class D2STextEncoder(HFTextEncoder):
     output is l2-normalised (``normalize``); the cosine head and the distillation are
     scale-invariant, so this only fixes the scale.
 
-    Train/eval mismatch of the code (§10.2): it trains with t + d̄ but evaluates
+    Train/eval mismatch of the code: it trains with t + d̄ but evaluates
     l2norm(t + d̄/‖d̄‖). Here evaluation uses the trained form t + d̄ (the model is tested as it
     was trained); ``normalize_decoder_at_eval = true`` reproduces the code, e.g. to evaluate its
     released checkpoints faithfully.
 
     Other differences from the code, each a fix of something that is not the method: BatchNorm
     in the MLP sees real tokens only (the code's runs over padding too, so statistics depend on
-    how much a batch is padded), and the decoder masks padded words (§10.6). Augmentation and
+    how much a batch is padded), and the decoder masks padded words. Augmentation and
     tokenisation are `hf-text`'s (VSE∞'s whole-word mask / random / delete at 0.2, as the code).
 
     Options (beyond `hf-text`'s ``model_path``, ``pooling``, ``lr_scale``, ``token_mask``,
@@ -66,8 +66,15 @@ class D2STextEncoder(HFTextEncoder):
         decoder_depth: decoder blocks (the code: 4).
         decoder_heads: attention heads per block (the code: 4).
         decoder_mlp_ratio: MLP width per block as a multiple of D (the code: 4).
+        decoder_init: ``"code"`` (default, faithful to the public code, whose timm ``Block``s keep
+            ``nn.Linear``'s default init: kaiming-uniform weights, qkv and proj biases
+            U(±1/√D)) or ``"xavier"`` (PyTorch's attention default: Xavier-uniform in-projection,
+            zero biases); see `decoder.LearnableTokenDecoder`.
         normalize_decoder_at_eval: evaluate with d̄/‖d̄‖ as the code does (see above).
     """
+
+    reads_text_source = True
+    """`prepare` truncates dense descriptions and captions to their own lengths (`harness.capabilities.ReadsTextSource`)."""
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class D2STextEncoder(HFTextEncoder):
         decoder_depth: AtLeastOne = 4,
         decoder_heads: int = 4,
         decoder_mlp_ratio: Positive = 4.0,
+        decoder_init: Literal["code", "xavier"] = "code",
         normalize_decoder_at_eval: bool = False,
         normalize: bool = True,
     ) -> None:
@@ -110,7 +118,9 @@ class D2STextEncoder(HFTextEncoder):
         self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.BatchNorm1d(mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
         self.decoder = (
-            LearnableTokenDecoder(embed_dim, num_tokens, decoder_depth, decoder_heads, decoder_mlp_ratio) if num_tokens else None
+            LearnableTokenDecoder(embed_dim, num_tokens, decoder_depth, decoder_heads, decoder_mlp_ratio, init=decoder_init)
+            if num_tokens
+            else None
         )
 
     def prepare(self, captions: Sequence[str], source: str = CAPTIONS) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""D2S-VSE's losses (d2svse.md §4, §5.2): hinge alignment with a warm-up, and dense-to-sparse
+"""D2S-VSE's losses (docs/methods/d2s-vse.md, losses): hinge alignment with a warm-up, and dense-to-sparse
 distillation from a frozen teacher.
 
 Alignment, VSE++'s bidirectional hinge with margin α over S_ij = cos(v_i, t_j), summed over the
@@ -20,7 +20,7 @@ output) and t_d,i the frozen teacher's embedding of the dense text of caption i'
     L_distill = (1/B) Σ_i (1 − cos(t̂_i, t_d,i)),    L = w_align · L_align + w_distill · L_distill
 
 Both weights are 1 in the code; L_align is a sum over the batch and L_distill a mean, so the
-alignment dominates in magnitude (§10.7): kept, as the weights are options.
+alignment dominates in magnitude: kept, as the weights are options.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class D2STriplet(nn.Module):
 
 
 class D2SDistillation(nn.Module):
-    """`d2s-distill`: w_align · L_align + w_distill · L_distill against a frozen teacher (§5).
+    """`d2s-distill`: w_align · L_align + w_distill · L_distill against a frozen teacher.
 
     When the stage begins (`begin_stage`), the teacher becomes a frozen copy of the model's text
     encoder as the previous stage left it: stage 1's encoder, as in the code, which loads the
@@ -95,7 +95,7 @@ class D2SDistillation(nn.Module):
     step it encodes the dense text (text source `teacher_text`) of every item's image, without
     gradient.
 
-    Teacher mode (§10.4): the code leaves the teacher in train mode, so its targets are
+    Teacher mode: the code leaves the teacher in train mode, so its targets are
     stochastic (word masking on the dense text, dropout) and its BatchNorm statistics drift.
     Here it runs in eval mode by default (fixed targets, nothing changes); ``teacher_mode =
     "train"`` reproduces the code. Fixed targets are computed once per image and stage and then

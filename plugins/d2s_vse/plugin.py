@@ -1,4 +1,4 @@
-"""Registers D2S-VSE (d2svse.md) and its parts; every component is usable on its own in other recipes."""
+"""Registers D2S-VSE (docs/methods/d2s-vse.md) and its parts; every component is usable on its own."""
 
 from harness.hookspecs import hookimpl
 

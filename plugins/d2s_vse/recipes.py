@@ -1,4 +1,4 @@
-"""The D2S-VSE method recipe (d2svse.md §4–§6, §11): two stages in one job, as data.
+"""The D2S-VSE method recipe (docs/methods/d2s-vse.md, recipe): two stages in one job, as data.
 
 Stage ``dense`` (stage 1, the code's ``--pretrain``): images against their dense descriptions
 (the text source ``dense``, one item per image); `d2s-triplet`, VSE0 with a linear ramp in the
@@ -16,7 +16,7 @@ clip 2, batch 128, 30 + 30 epochs, margin 0.2, loss weights 1 : 1. The image sid
 region head (fc + MLP, GPO, region drop 0.2) on frozen features instead of a fine-tuned ViT, and
 the text side all-MiniLM-L6-v2 instead of BERT-base: the models this project has offline.
 
-The code's choices kept behind options (README, D2S-VSE):
+The code's choices kept behind options (docs/methods/d2s-vse.md, deviations):
 ``text_encoder.normalize_decoder_at_eval = true`` (evaluate with d̄/‖d̄‖) and
 ``stages.sparse.loss.teacher_mode = "train"`` (stochastic teacher). Real dense descriptions:
 ``texts.dense.path = "data/f30k_train.jsonl"``; a shorter version for stage 1, as the code's

@@ -1,4 +1,4 @@
-"""D2S-VSE's dense descriptions as a text source (d2svse.md §2.1, §2.2): one long text per image.
+"""D2S-VSE's dense descriptions as a text source (docs/methods/d2s-vse.md): one long text per image.
 
 The paper generates one LLaVA description ("Describe this image in detail.") per training image
 and trains on it: stage 1 pairs images with these dense texts, stage 2 feeds them to the frozen

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import mlflow
 import torch
 
 from tests.conformance import toy_components
@@ -58,4 +59,7 @@ def test_a_one_epoch_demo_run_trains_evaluates_and_logs(itr_demo_run, itr_mlflow
     assert len(run.loss_history()) == 1
     artifacts = {a.path for a in itr_mlflow_store.client().list_artifacts(run.run_id, "checkpoint")}
     assert "checkpoint/model.safetensors" in artifacts
-    assert (itr_mlflow_store.root / "itr-demo-run.toml").is_file()
+    client = itr_mlflow_store.client()
+    parent = client.get_run(client.get_run(run.run_id).data.tags["mlflow.parentRunId"])
+    definition = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/experiment/experiment.json")
+    assert definition["methods"]["vse++"]["stages"] == {"main": {"epochs": 1}}, "the experiment is kept with its parent run"

@@ -331,11 +331,13 @@ text_encoder = { embed_dim = 16, word_dim = 8, min_count = 1 }
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Untrained vse++ and scan models on a small precomp set, saved as `itr run` saves them."""
-    from harness import checkpoints as store
-    from harness.experiment.jobs import plan
+    from harness.experiment.plan import plan
     from harness.features import FeatureCache
+    from harness.job import checkpoints as store
+    from harness.job.assemble import assemble
+    from harness.job.catalog import DataCatalog
+    from harness.job.inputs import JobData
     from harness.plugin_manager import PluginHost
-    from harness.runner import DataCatalog, build_job
 
     folder = tmp_path_factory.mktemp("checkpoints")
     root = precomp_dir(folder, np.random.default_rng(0).normal(size=(12, 4, 8)).astype(np.float32))
@@ -345,7 +347,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     registry = PluginHost().registry
     _, jobs = plan(path, registry)
     catalog, cache = DataCatalog(registry, str(path)), FeatureCache(folder / "cache")
-    return {job.label: store.save(build_job(job, registry, catalog, cache).model, job, folder / job.label) for job in jobs}
+    models = {job.label: assemble(job, registry, JobData(job, registry, catalog, cache).context()).model for job in jobs}
+    return {job.label: store.save(models[job.label], job, folder / job.label) for job in jobs}
 
 
 def _other_method(tmp: Path, saved: dict[str, Path]) -> Path:

@@ -57,3 +57,16 @@ def test_eval_of_an_unknown_run_is_one_line(trained):
     results, _ = trained
     out = run_itr("eval", "0" * 32, "--results-dir", str(results))
     assert out.code == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr
+
+
+def test_eval_settings_change_how_not_what_is_scored(trained):
+    """``--option eval.KEY=VALUE`` reaches the job's ``eval`` section: other block sizes, the
+    same scores; a key the section lacks is one line naming it."""
+    results, run_id = trained
+    logged = search_runs(results, "ckpt", "tags.`itr.kind` = 'job'").iloc[0]
+    out = run_itr("eval", run_id, "--results-dir", str(results), "--option", "eval.score_chunk=7", "--option", "eval.batch_size=5")
+    assert out.code == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| full"))
+    assert float(row.split("|")[-2]) == pytest.approx(logged["metrics.full/rsum"], abs=0.05)
+    bad = run_itr("eval", run_id, "--results-dir", str(results), "--option", "eval.chunk=7")
+    assert bad.code == 2 and "itr eval: eval: chunk: unknown key 'chunk'" in bad.stderr and "Traceback" not in bad.stderr

@@ -115,3 +115,61 @@ def test_itr_disable_plugins_skips_entry_point_plugins(monkeypatch):
     assert "vse" not in host.plugins
     assert "vse++" not in host.registry.names("method")
     assert "class-bridge" in host.registry.names("method")
+
+
+MISSPELT = """
+@hookimpl
+def register_loss(register):
+    register("typo-loss", "itr_typo:Loss")
+"""
+
+
+def test_a_hook_with_no_specification_refuses_its_plugin_naming_plugin_and_hook(tmp_path, capsys):
+    write_plugin(tmp_path, "typo", MISSPELT)
+    host = PluginHost(plugins_dir=tmp_path)
+    error = host.plugins["typo"].error
+    assert "hook 'register_loss' is not an itr-harness hook (did you mean 'register_losses'?)" in error
+    assert "typo-loss" not in host.registry.names("loss")
+    assert host.plugins["typo"].hooks == [], "a refused plugin lists no hooks"
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "typo" in line]
+    assert warning.startswith("warning: plugin 'typo' skipped: hook 'register_loss'")
+    assert "vse++" in host.registry.names("method"), "the other plugins still load"
+
+
+def test_a_misspelt_hook_is_one_line_from_the_cli_and_fatal_with_strict_plugins(tmp_path, capsys):
+    from harness.cli import main
+
+    write_plugin(tmp_path, "typo", MISSPELT)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--strict-plugins", "--plugins-dir", str(tmp_path), "plugins"])
+    assert stopped.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: plugin 'typo' (file ") and "hook 'register_loss' is not an itr-harness hook" in line
+
+
+def test_observers_are_called_through_the_typed_facade(tmp_path):
+    seen = []
+
+    class Watcher:
+        @hookimpl
+        def before_job(self, job):
+            seen.append(("before", job))
+
+        @hookimpl
+        def after_job(self, job, metrics):
+            seen.append(("after", job, metrics))
+
+    host = PluginHost(entry_points=False, extra_plugins=[Watcher()])
+    host.observers.before_job("job-a")
+    host.observers.after_job("job-a", {"full/rsum": 1.0})
+    assert seen == [("before", "job-a"), ("after", "job-a", {"full/rsum": 1.0})]
+    assert not hasattr(host, "hook"), "the raw pluggy hook relay is not handed out"
+
+
+def test_itr_plugins_lists_the_built_in_protocols_as_components(capsys):
+    from harness.cli import main
+
+    main(["plugins"])
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("protocols ")]
+    assert "register_protocols" in row
+    assert all(f"protocol:{name}" in row for name in ("full", "coco-1k", "coco-5k", "f30k-1k"))

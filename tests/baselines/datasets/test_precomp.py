@@ -1,4 +1,4 @@
-"""The precomp reader: SCAN / VSE++ layout, im_div pairing, dev truncation, validation (vse_baselines §5.1)."""
+"""The precomp reader: SCAN / VSE++ layout, im_div pairing, dev truncation, validation (docs/real-data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCAN encoders: per-region and per-word unit vectors as VectorSets (vse_baselines §3.1)."""
+"""SCAN encoders: per-region and per-word unit vectors as VectorSets (docs/methods/scan.md)."""
 
 from __future__ import annotations
 

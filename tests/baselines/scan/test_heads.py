@@ -1,4 +1,4 @@
-"""SCAN stacked cross attention head against a per-pair reference (vse_baselines §3.2)."""
+"""SCAN stacked cross attention head against a per-pair reference (docs/methods/scan.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from baselines.scan.heads import StackedCrossAttentionHead
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 
-VARIANTS = {  # the four README recipes (vse_baselines §3.3)
+VARIANTS = {  # the four recipes of the SCAN README
     "t-i-avg": dict(direction="t2i", aggregation="avg", lambda_softmax=9.0, lambda_lse=6.0),
     "t-i-lse": dict(direction="t2i", aggregation="lse", lambda_softmax=9.0, lambda_lse=6.0),
     "i-t-avg": dict(direction="i2t", aggregation="avg", lambda_softmax=4.0, lambda_lse=5.0),

@@ -1,4 +1,4 @@
-"""The `scan` recipe resolves through experiment files like any method (vse_baselines §3.3)."""
+"""The `scan` recipe resolves through experiment files like any method (docs/methods/scan.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 import baselines.scan.plugin
 from harness.errors import UserError
-from harness.experiment.jobs import plan
+from harness.experiment.plan import plan
 from harness.plugin_manager import PluginHost
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
@@ -26,7 +26,7 @@ def plan_one(tmp_path, registry, methods: str):
 
 def test_scan_defaults_are_the_papers_t_i_avg_recipe(tmp_path, registry):
     [job] = plan_one(tmp_path, registry, "[methods.scan]\n")
-    resolved = job.resolved
+    resolved = job.config.model_dump()
     components = job.components()
     assert (components["image_encoder"], components["text_encoder"]) == ("scan-region", "scan-bigru")
     assert (components["similarity_head"], components["losses"]) == ("scan-attention", "hardest-negative-triplet")
@@ -55,9 +55,9 @@ def test_every_scan_knob_is_a_config_key(tmp_path, registry):
         'stages.main.loss = { name = "sum-hinge-triplet", margin = 0.1 }\n'
     )
     [job] = plan_one(tmp_path, registry, methods)
-    head = job.resolved["similarity_head"]
+    head = job.config.model_dump()["similarity_head"]
     assert (head["direction"], head["aggregation"], head["lambda_softmax"], head["lambda_lse"]) == ("i2t", "lse", 4.0, 20.0)
-    assert job.resolved["stages"]["main"]["loss"] == {"name": "sum-hinge-triplet", "margin": 0.1, "mask_same_image": False}
+    assert job.config.model_dump()["stages"]["main"]["loss"] == {"name": "sum-hinge-triplet", "margin": 0.1, "mask_same_image": False}
 
 
 @pytest.mark.parametrize("key, value", [("direction", '"both"'), ("aggregation", '"max"'), ("lambda_softmax", '"nine"')])

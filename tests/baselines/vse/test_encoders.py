@@ -1,4 +1,4 @@
-"""VSE++ encoders: linear image head and GRU caption encoder (vse_baselines §1.2, §3.1)."""
+"""VSE++ encoders: linear image head and GRU caption encoder (docs/methods/vse-pp.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""VSE hinge triplet loss, VSE0 (sum) and VSE++ (hardest negative) (vse_baselines §1.1)."""
+"""VSE hinge triplet loss, VSE0 (sum) and VSE++ (hardest negative) (the VSE++ paper's SH and MH losses)."""
 
 import pytest
 import torch

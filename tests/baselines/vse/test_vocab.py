@@ -1,4 +1,4 @@
-"""Vocabulary and tokenisation of the GRU text encoders (vse_baselines §1.2)."""
+"""Vocabulary and tokenisation of the GRU text encoders (docs/methods/vse-pp.md)."""
 
 import torch
 

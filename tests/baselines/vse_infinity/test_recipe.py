@@ -14,7 +14,7 @@ import torch
 
 import baselines.vse_infinity.plugin
 from harness.errors import UserError
-from harness.experiment.jobs import plan
+from harness.experiment.plan import plan
 from harness.interfaces import BuildContext
 from harness.plugin_manager import PluginHost
 from harness.training.model import RetrievalModel, SplitInputs
@@ -70,7 +70,7 @@ def test_vse_inf_warms_up_one_epoch_with_vse0_then_continues_with_hardest_negati
     assert (stages["warmup"].epochs, stages["warmup"].loss.name) == (1, "sum-hinge-triplet")
     assert (stages["main"].epochs, stages["main"].loss.name) == (1, "hardest-negative-triplet")
     assert stages["main"].restart is False
-    assert job.resolved["stages"]["main"]["loss"]["margin"] == job.resolved["stages"]["warmup"]["loss"]["margin"] == 0.2
+    assert job.config.model_dump()["stages"]["main"]["loss"]["margin"] == job.config.model_dump()["stages"]["warmup"]["loss"]["margin"] == 0.2
 
 
 def test_vse_inf_defaults_follow_the_reference_recipe(tmp_path, registry):
@@ -80,26 +80,26 @@ def test_vse_inf_defaults_follow_the_reference_recipe(tmp_path, registry):
         "adamw", 5e-4, 1e-4, 15, 2.0, 128
     )
     assert [stage.epochs for stage in job.config.stages.values()] == [1, 24]
-    assert job.resolved["image_encoder"] == {
+    assert job.config.model_dump()["image_encoder"] == {
         "name": "vse-inf-region", "feature": "regions", "embed_dim": 1024, "mlp_hidden": 512,
         "residual_mlp": True, "pooling": "gpo", "region_drop": 0.2, "normalize": True,
     }
-    assert job.resolved["text_encoder"] == {
+    assert job.config.model_dump()["text_encoder"] == {
         "name": "hf-text", "model_path": None, "embed_dim": 1024, "pooling": "gpo", "lr_scale": 0.1,
         "max_length": 64, "token_mask": 0.2, "normalize": True,
     }
-    assert job.resolved["similarity_head"]["name"] == "cosine"
+    assert job.config.model_dump()["similarity_head"]["name"] == "cosine"
 
 
 def test_vse_inf_overrides_reach_the_resolved_config(tmp_path, registry):
     [job] = plan_one(tmp_path, registry, SMALL)
-    assert job.resolved["image_encoder"]["embed_dim"] == job.resolved["text_encoder"]["embed_dim"] == 64
+    assert job.config.model_dump()["image_encoder"]["embed_dim"] == job.config.model_dump()["text_encoder"]["embed_dim"] == 64
     assert job.config.train.batch_size == 32
 
 
 def test_vse_inf_bigru_uses_the_bigru_text_encoder_and_the_codes_weight_decay(tmp_path, registry):
     [job] = plan_one(tmp_path, registry, "[methods.vse-inf-bigru]\n")
-    assert job.resolved["text_encoder"] == {
+    assert job.config.model_dump()["text_encoder"] == {
         "name": "vse-inf-bigru", "word_dim": 300, "embed_dim": 1024, "min_count": 4, "bidirectional": True,
         "pooling": "gpo", "token_mask": 0.2, "normalize": True,
     }
@@ -119,7 +119,7 @@ text_encoder.token_mask = 0.0
 text_encoder.lr_scale = 1.0
 """
     [job] = plan_one(tmp_path, registry, ablation)
-    assert job.resolved["image_encoder"]["pooling"] == "max" and job.resolved["text_encoder"]["lr_scale"] == 1.0
+    assert job.config.model_dump()["image_encoder"]["pooling"] == "max" and job.config.model_dump()["text_encoder"]["lr_scale"] == 1.0
 
 
 def test_an_unknown_pooling_kind_is_rejected_at_plan_time(tmp_path, registry):
@@ -136,8 +136,8 @@ def test_vse_inf_trains_through_both_stages_on_synthetic_features(tmp_path, regi
     ctx = BuildContext(image_feature_shapes={"regions": (6, 12)}, train_captions=captions, frozen_text=object())
 
     def build(kind, role):
-        options = {key: value for key, value in job.resolved[role].items() if key != "name"}
-        return registry.get(kind, job.resolved[role]["name"]).build(options, role, ctx)
+        options = {key: value for key, value in job.config.model_dump()[role].items() if key != "name"}
+        return registry.get(kind, job.config.model_dump()[role]["name"]).build(options, role, ctx)
 
     model = RetrievalModel(
         build("image-encoder", "image_encoder"),

@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.experiment.grid import expand_cells, render_value
-from harness.experiment.jobs import plan
+from harness.experiment.plan import plan
 from tests.helpers import write_experiment
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
@@ -86,7 +86,7 @@ def test_plan_expands_grid_cells_with_datasets_and_seeds(tmp_path, registry):
     assert [(job.label, job.seed) for job in jobs] == [
         ("vse++[margin=0.1]", 0), ("vse++[margin=0.1]", 1), ("vse++[margin=0.2]", 0), ("vse++[margin=0.2]", 1)
     ]
-    assert {job.resolved["stages"]["main"]["loss"]["margin"] for job in jobs} == {0.1, 0.2}
+    assert {job.config.model_dump()["stages"]["main"]["loss"]["margin"] for job in jobs} == {0.1, 0.2}
     assert all(job.group == "vse++" for job in jobs) and len({job.config_hash for job in jobs}) == 4
 
 
@@ -94,7 +94,7 @@ def test_a_component_swap_axis_replaces_the_component_table(tmp_path, registry):
     text = BASE + '[methods.ascl]\nsimilarity_head.embed_dim = 64\n[methods.ascl.grid]\nsimilarity_head = [{ name = "ascl-fusion", embed_dim = 64 }, { name = "cosine" }]\n'
     _, jobs = plan(write_experiment(tmp_path, text), registry)
     assert [job.label for job in jobs] == ["ascl[similarity_head=ascl-fusion(embed_dim=64)]", "ascl[similarity_head=cosine]"]
-    assert jobs[1].resolved["similarity_head"] == {"name": "cosine", "normalize": True}
+    assert jobs[1].config.model_dump()["similarity_head"] == {"name": "cosine", "normalize": True}
 
 
 def test_an_invalid_cell_is_refused_naming_the_cell(tmp_path, registry):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
-from harness.experiment.jobs import plan
+from harness.experiment.plan import plan
 from tests.helpers import write_experiment
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
@@ -13,13 +13,13 @@ BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
 
 def test_a_stage_trains_on_captions_unless_it_names_a_text_source(tmp_path, registry):
     _, [job] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
-    assert job.config.stages["main"].text == "captions" and job.resolved["texts"] == {}
+    assert job.config.stages["main"].text == "captions" and job.config.model_dump()["texts"] == {}
 
 
 def test_text_sources_are_resolved_with_their_component_defaults(tmp_path, registry):
     text = BASE + '[methods.v]\nmethod = "vse++"\ntexts.long = { name = "dense-text", max_words = 50 }\nstages.main.text = "long"\n'
     _, [job] = plan(write_experiment(tmp_path, text), registry)
-    assert job.resolved["texts"]["long"]["max_words"] == 50 and job.resolved["texts"]["long"]["fallback"] == "siblings"
+    assert job.config.model_dump()["texts"]["long"]["max_words"] == 50 and job.config.model_dump()["texts"]["long"]["fallback"] == "siblings"
     assert job.params()["stages.main.text"] == "long"
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.metrics import metrics_from_ranks
-from harness.protocols import Protocol
+from harness.evaluation.protocols import RecallAtK
 from harness.statistics.board import BEST, TIED, add_statistics
 from harness.statistics.bootstrap import image_weights, intervals, point_metrics, recall_samples
 from harness.statistics.paired import paired_differences
@@ -45,7 +45,7 @@ def test_protocol_query_ranks_reproduce_the_protocol_metrics(folds):
     n_images = 8
     image_of_caption = rng.permutation(np.repeat(np.arange(n_images), CAPTIONS_PER_IMAGE))
     scores = rng.standard_normal((n_images, len(image_of_caption))).astype(np.float32)
-    protocol = Protocol("test", folds=folds)
+    protocol = RecallAtK("test", folds=folds)
     i2t_rank, i2t_image, t2i_rank = protocol.query_ranks(scores, image_of_caption)
     ranks = QueryRanks(n_images, i2t_rank, i2t_image, t2i_rank, image_of_caption, np.ones(len(t2i_rank), np.int32))
     metrics = protocol.metrics(scores, image_of_caption)

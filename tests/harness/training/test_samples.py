@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from harness.embeddings import VectorSets
-from harness.experiment.config import TrainConfig
+from harness.config.job_config import TrainConfig
 from harness.features import CachedTextBackbone, FeatureCache
 from harness.training.model import RetrievalModel, SplitInputs
 from harness.training.samples import GeneratedSamples

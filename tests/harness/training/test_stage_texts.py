@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from harness.errors import UserError
-from harness.experiment.config import TrainConfig
+from harness.config.job_config import TrainConfig
 from harness.training.model import RetrievalModel, SplitInputs, prepare_texts
 from harness.training.trainer import Stage, fit, stage_lr
 
@@ -140,12 +140,14 @@ def test_multistep_schedule_decays_at_each_milestone():
     assert lrs == pytest.approx([2e-4, 2e-4, 6e-5, 1.8e-5, 5.4e-6, 1.62e-6])
 
 
-def test_prepare_texts_tells_the_source_only_to_encoders_that_ask():
+def test_prepare_texts_tells_the_source_only_to_encoders_that_declare_it():
     class Plain:
         def prepare(self, texts):
             return {"n": torch.tensor([len(texts)])}
 
     class SourceAware:
+        reads_text_source = True
+
         def prepare(self, texts, source="captions"):
             return {"source": source}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.experiment.config import TrainConfig
+from harness.config.job_config import TrainConfig
 from harness.training.model import RetrievalModel, SplitInputs
 from harness.training.trainer import NonFiniteLoss, Stage, _batches, fit, lr_scales, make_optimizer, stage_lr
 

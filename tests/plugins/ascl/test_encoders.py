@@ -1,4 +1,4 @@
-"""AsCL encoders (ascl.md §3.1, §3.2) and the gradient path through encoders, negatives and head."""
+"""AsCL encoders (docs/methods/ascl.md) and the gradient path through encoders, negatives and head."""
 
 from __future__ import annotations
 

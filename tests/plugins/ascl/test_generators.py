@@ -1,4 +1,4 @@
-"""AsCL's generated samples (ascl.md §2): text positives and feature negatives."""
+"""AsCL's generated samples (docs/methods/ascl.md): text positives and feature negatives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `ascl-fusion` head against a naive per-pair reference (ascl.md §3.3–§3.5, §8-1)."""
+"""The `ascl-fusion` head against a naive per-pair reference (docs/methods/ascl.md, fusion head)."""
 
 from __future__ import annotations
 
@@ -152,8 +152,9 @@ def test_pair_mode_score_depends_on_its_pair_only(batch):
 
 
 def test_ground_truth_partner_mode_leaks_the_partner_into_other_pairs(batch):
-    """§8-1: caption 1's global embedding is pooled with its paired image (image 1 in a training
-    batch), so image 0's score with caption 1 moves when image 1 changes; the head declares it."""
+    """The public code's leak: caption 1's global embedding is pooled with its paired image (image 1
+    in a training batch), so image 0's score with caption 1 moves when image 1 changes; the head
+    declares it."""
     images, texts = batch
     leaky, clean = head(global_pooling="ground-truth-partner"), head()
     assert leaky.reads_pairing_labels is True and clean.reads_pairing_labels is False

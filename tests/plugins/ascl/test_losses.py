@@ -1,4 +1,4 @@
-"""`ascl-infonce` on hand-computed toy batches (ascl.md §4)."""
+"""`ascl-infonce` on hand-computed toy batches (docs/methods/ascl.md, loss)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `ascl` recipe through experiment files and the real command line (ascl.md §5)."""
+"""The `ascl` recipe through experiment files and the real command line (docs/methods/ascl.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from harness.experiment.jobs import plan
+from harness.experiment.plan import plan
 from harness.plugin_manager import PluginHost
 from tests.helpers import REPO_ROOT, printed_leaderboard, run_itr
 
@@ -23,7 +23,7 @@ def test_ascl_defaults_are_the_papers_recipe(tmp_path, registry):
     path = tmp_path / "exp.toml"
     path.write_text('name = "t"\n[[datasets]]\nname = "coco-demo"\n[methods.ascl]\n')
     [job] = plan(path, registry)[1]
-    resolved = job.resolved
+    resolved = job.config.model_dump()
     assert job.components() == {
         "image_encoder": "ascl-image",
         "text_encoder": "ascl-text",
@@ -49,10 +49,10 @@ def test_ablation_file_has_one_job_per_ablation_cell(registry):
         "ascl-full", "ascl-no-generated", "ascl-positives-only", "ascl-negatives-only", "ascl-local-only", "ascl-global-only"
     }
     assert cells["ascl-no-generated"].components()["generators"] == "-"
-    assert not cells["ascl-positives-only"].resolved["generators"]["negatives"]
-    assert not cells["ascl-negatives-only"].resolved["generators"]["positives"]
-    assert cells["ascl-local-only"].resolved["similarity_head"]["u1"] == 1.0
-    assert cells["ascl-global-only"].resolved["similarity_head"]["u1"] == 0.0
+    assert not cells["ascl-positives-only"].config.model_dump()["generators"]["negatives"]
+    assert not cells["ascl-negatives-only"].config.model_dump()["generators"]["positives"]
+    assert cells["ascl-local-only"].config.model_dump()["similarity_head"]["u1"] == 1.0
+    assert cells["ascl-global-only"].config.model_dump()["similarity_head"]["u1"] == 0.0
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`d2s-text` (d2svse.md §3.2, §3.4) on the real MiniLM, built through the real registry."""
+"""`d2s-text` (docs/methods/d2s-vse.md) on the real MiniLM, built through the real registry."""
 
 from __future__ import annotations
 
@@ -93,6 +93,13 @@ def test_the_decoder_trains_through_caption_embeddings_only(encoder):
 
 
 @torch.inference_mode()
+def test_decoder_init_defaults_to_the_codes_and_xavier_is_an_option(shared, build):
+    """`decoder_init`: "code" (timm Block, nn.Linear defaults: non-zero qkv biases) by default."""
+    assert shared.decoder.blocks[0].self_attn.in_proj_bias.abs().max() > 0
+    xavier = build(decoder_init="xavier")
+    assert torch.equal(xavier.decoder.blocks[0].self_attn.in_proj_bias, torch.zeros(3 * 32))
+
+
 def test_without_tokens_there_is_no_decoder(build):
     encoder = build(num_tokens=0).eval()
     inputs = encoder.prepare(CAPTIONS)

@@ -1,4 +1,4 @@
-"""`d2s-triplet` and `d2s-distill` (d2svse.md §4, §5.2) on small synthetic batches."""
+"""`d2s-triplet` and `d2s-distill` (docs/methods/d2s-vse.md, losses) on small synthetic batches."""
 
 from __future__ import annotations
 

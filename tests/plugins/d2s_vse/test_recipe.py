@@ -1,5 +1,5 @@
 """The `d2s-vse` recipe: its defaults, its two stages trained with real components, the ablation
-file, and a run through the real command line (d2svse.md §4–§6)."""
+file, and a run through the real command line (docs/methods/d2s-vse.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.experiment.config import TrainConfig
-from harness.experiment.jobs import plan
+from harness.config.job_config import TrainConfig
+from harness.experiment.plan import plan
 from harness.interfaces import BuildContext, RetrievalSplit
 from harness.plugin_manager import PluginHost
 from harness.training.model import RetrievalModel, SplitInputs, prepare_texts
@@ -30,7 +30,7 @@ def test_d2s_defaults_are_the_public_codes_recipe(tmp_path, registry):
     path = tmp_path / "exp.toml"
     path.write_text('name = "t"\n[[datasets]]\nname = "coco-demo"\n[methods.d2s-vse]\n')
     [job] = plan(path, registry)[1]
-    resolved = job.resolved
+    resolved = job.config.model_dump()
     assert job.components()["text_encoder"] == "d2s-text" and job.components()["losses"] == "d2s-triplet,d2s-distill"
     assert list(resolved["stages"]) == ["dense", "sparse"]
     dense, sparse = resolved["stages"]["dense"], resolved["stages"]["sparse"]
@@ -52,7 +52,7 @@ def test_d2s_defaults_are_the_public_codes_recipe(tmp_path, registry):
 
 
 def test_ablation_file_has_one_job_per_ablation_cell(registry):
-    cells = {job.label: job.resolved for job in plan(ABLATION, registry)[1]}
+    cells = {job.label: job.config.model_dump() for job in plan(ABLATION, registry)[1]}
     assert set(cells) == {
         "d2s-full", "d2s-no-stage1", "d2s-no-distill", "d2s-align-only", "d2s-stage1-only",
         "d2s-tokens-5", "d2s-tokens-50", "d2s-depth-1", "d2s-depth-4",

@@ -7,8 +7,13 @@ import pytest
 
 from harness.errors import UserError
 from harness.interfaces import RetrievalSplit
+from harness.evaluation.protocols import RecallAtK
 from harness.metrics import recall_metrics
-from harness.protocols import PROTOCOLS, Protocol
+from harness.plugin_manager import PluginHost
+
+REGISTRY = PluginHost().registry
+PROTOCOLS = {name: REGISTRY.get("protocol", name).build({}, "test") for name in REGISTRY.names("protocol")}
+"""The built-in protocols, as the plugin manager hands them to a job."""
 
 
 def random_split_scores(n_images: int, per_image: int = 5, seed: int = 0):
@@ -26,7 +31,7 @@ def split_of(n_images: int, per_image: int = 5) -> RetrievalSplit:
 
 def test_fold_metrics_are_the_mean_of_separate_fold_evaluations():
     scores, image_of_caption = random_split_scores(50)
-    folded = Protocol("five-folds", n_images=50, folds=5).metrics(scores, image_of_caption)
+    folded = RecallAtK("five-folds", n_images=50, folds=5).metrics(scores, image_of_caption)
     separate = [
         recall_metrics(scores[10 * f : 10 * f + 10, 50 * f : 50 * f + 50], image_of_caption[50 * f : 50 * f + 50] - 10 * f)
         for f in range(5)
@@ -37,7 +42,7 @@ def test_fold_metrics_are_the_mean_of_separate_fold_evaluations():
 
 def test_fold_rsum_is_the_sum_of_the_mean_recalls():
     scores, image_of_caption = random_split_scores(50, seed=1)
-    folded = Protocol("five-folds", folds=5).metrics(scores, image_of_caption)
+    folded = RecallAtK("five-folds", folds=5).metrics(scores, image_of_caption)
     recalls = [folded[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)]
     assert folded["rsum"] == pytest.approx(sum(recalls))
 
@@ -67,3 +72,9 @@ def test_a_protocol_refuses_uneven_captions_per_image():
 
 def test_full_accepts_any_split():
     PROTOCOLS["full"].check(split_of(3, per_image=2))
+
+
+def test_the_built_in_protocols_are_registered_components_of_the_evaluation_plugin():
+    assert set(PROTOCOLS) == {"full", "coco-1k", "coco-5k", "f30k-1k"}
+    assert {spec.plugin for spec in REGISTRY if spec.kind == "protocol"} == {"protocols"}
+    assert all(protocol.name == name for name, protocol in PROTOCOLS.items())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.evaluation import evaluate, score_matrix
-from harness.protocols import PROTOCOLS
+from harness.config.job_config import EvalConfig
+from harness.evaluation.evaluate import evaluate_split
+from harness.evaluation.protocols import full
+from harness.evaluation.scoring import score_matrix
 from harness.training.model import RetrievalModel, SplitInputs
 
 
@@ -37,14 +39,14 @@ def test_chunked_scores_equal_one_matrix_product():
 def test_metrics_are_keyed_by_protocol_and_perfect_for_identity_embeddings():
     images = torch.eye(4)
     data = SplitInputs({"pooled": images.numpy()}, {"x": images.repeat_interleave(2, dim=0)}, torch.arange(4).repeat_interleave(2))
-    metrics = evaluate(model(), data, [PROTOCOLS["full"]], batch_size=3, chunk=2, device=torch.device("cpu"))
+    metrics = evaluate_split(model(), data, {"full": full()}, EvalConfig(device="cpu", batch_size=3, score_chunk=2)).metrics
     assert metrics["full/rsum"] == 600.0
     assert metrics["full/rsum_tie_gap"] == 0.0
 
 
 def test_collapsed_embeddings_show_a_tie_gap(capsys):
     data = SplitInputs({"pooled": torch.ones(4, 3).numpy()}, {"x": torch.ones(8, 3)}, torch.arange(4).repeat_interleave(2))
-    metrics = evaluate(model(), data, [PROTOCOLS["full"]], batch_size=3, chunk=2, device=torch.device("cpu"))
+    metrics = evaluate_split(model(), data, {"full": full()}, EvalConfig(device="cpu", batch_size=3, score_chunk=2)).metrics
     assert metrics["full/rsum"] == 600.0
     assert metrics["full/rsum_tie_gap"] == 300.0  # pessimistic: t2i R@5, R@10 and i2t R@10 only
     assert "tied scores lift rSum" in capsys.readouterr().err

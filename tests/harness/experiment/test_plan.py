@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
-from harness.experiment.jobs import config_hash, deep_merge, plan
+from harness.experiment.plan import plan
+from harness.job.job import Job, config_hash
 from tests.helpers import write_experiment
 
 
@@ -26,8 +27,8 @@ def test_overrides_merge_into_the_recipe_defaults(tmp_path, registry):
 
 def test_resolved_config_fills_every_component_default(tmp_path, registry):
     _, [job, _] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
-    assert job.resolved["text_encoder"]["word_dim"] == 300
-    assert job.resolved["stages"]["main"]["loss"] == {"name": "hardest-negative-triplet", "margin": 0.2, "mask_same_image": False}
+    assert job.config.text_encoder.options["word_dim"] == 300
+    assert job.config.stages["main"].loss.model_dump() == {"name": "hardest-negative-triplet", "margin": 0.2, "mask_same_image": False}
     assert job.params()["stages.main.loss.margin"] == "0.2"
 
 
@@ -36,12 +37,6 @@ def test_a_label_can_reuse_a_recipe_with_other_settings(tmp_path, registry):
     _, [job, _] = plan(write_experiment(tmp_path, text), registry)
     assert (job.label, job.method) == ("vse0", "vse++")
     assert job.components()["losses"] == "sum-hinge-triplet"
-
-
-def test_swapping_a_component_drops_the_old_components_options():
-    base = {"loss": {"name": "triplet", "margin": 0.2}, "train": {"lr": 1}}
-    assert deep_merge(base, {"loss": {"name": "infonce", "temperature": 0.1}})["loss"] == {"name": "infonce", "temperature": 0.1}
-    assert deep_merge(base, {"loss": {"margin": 0.5}})["loss"] == {"name": "triplet", "margin": 0.5}
 
 
 def test_config_hash_depends_on_seed_and_settings_not_on_label(tmp_path, registry):
@@ -57,12 +52,29 @@ def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": {"c": 2, "d": 3}}) == config_hash({"b": {"d": 3, "c": 2}, "a": 1})
 
 
-def test_deep_merge_replaces_leaves_and_merges_tables():
-    base = {"train": {"lr": 1, "epochs": 2}, "name": "x"}
-    assert deep_merge(base, {"train": {"lr": 5}}) == {"train": {"lr": 5, "epochs": 2}, "name": "x"}
-    assert base["train"]["lr"] == 1
-
-
 def test_wrong_stage_loss_option_names_the_stage(tmp_path, registry):
     with pytest.raises(UserError, match=r"methods.vse\+\+.stages.main.loss: unknown option 'margn'"):
         plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\nstages.main.loss.margn = 0.1\n'), registry)
+
+
+def test_a_job_survives_its_record_unchanged(tmp_path, registry):
+    _, [job, _] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\nstages.main.epochs = 2\n'), registry)
+    assert Job.from_record(job.to_record(), "test") == job
+
+
+def test_a_record_from_before_the_eval_section_moves_its_settings_there(tmp_path, registry):
+    _, [job, _] = plan(write_experiment(tmp_path, BASE + '[methods."vse++"]\n'), registry)
+    old = job.to_record()
+    resolved = old.pop("config")
+    evaluation = resolved.pop("eval")
+    resolved["train"].update(eval_batch_size=64, score_chunk=32)
+    old["resolved"] = resolved
+    upgraded = Job.from_record(old, "old checkpoint")
+    assert (upgraded.config.eval.batch_size, upgraded.config.eval.score_chunk) == (64, 32)
+    assert upgraded.config.eval.device == evaluation["device"]
+
+
+def test_an_unknown_protocol_is_refused_with_its_position(tmp_path, registry):
+    text = 'name = "t"\n[[datasets]]\nname = "coco-demo"\nprotocols = ["full", "coco-1K"]\n[methods."vse++"]\n'
+    with pytest.raises(UserError, match=r"datasets.0.protocols.1: unknown protocol 'coco-1K' \(did you mean 'coco-1k'\?\)"):
+        plan(write_experiment(tmp_path, text), registry)

@@ -1,34 +1,36 @@
-"""Evaluation protocols: which slices of the test score matrix are ranked, and how they average.
+"""The built-in evaluation protocols: which slices of the test score matrix are ranked, and how
+they average.
 
-The published tables use three protocols (vse_baselines.md §4.3); comparing numbers across them
-is the field's most common mistake, so a protocol checks the split it is given:
+The published tables use three protocols; comparing numbers across them is the field's most
+common mistake, so a protocol checks the split it is given:
 
 - ``coco-1k``: the 5,000 COCO test images in 5 folds of 1,000 (by image order); each fold is
   ranked on its own; every metric is the mean over folds and rSum is recomputed from the means
-  (equal to the mean of fold rSums; the printed "rsum" of SCAN's and vsepp's 5-fold code is wrong).
+  (equal to the mean of fold rSums; the "rsum" that SCAN's and VSE++'s 5-fold evaluation code
+  prints sums the last fold's recalls instead, and is wrong).
 - ``coco-5k``: all 5,000 images against all 25,000 captions.
 - ``f30k-1k``: the 1,000 Flickr30K test images.
 - ``full``: whatever the split holds, unchecked (small or custom datasets).
+
+They are registered through ``register_protocols`` like any plugin's (`harness.evaluation.plugin`);
+a plugin adds its own protocol by registering an object with the same three methods
+(`harness.interfaces.EvaluationProtocol`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.errors import UserError
 from harness.interfaces import RetrievalSplit
-from harness.metrics import metrics_from_ranks, positive_ranks
-
-
-RECALL_KEY = re.compile(r"(i2t|t2i)_r\d+")
+from harness.metrics import RECALLS, RSUM, metrics_from_ranks, positive_ranks
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """A way of evaluating a test split.
+class RecallAtK:
+    """Recall@K, median and mean rank of both directions, over consecutive folds of images.
 
     Attributes:
         name: the key in experiment files and MLflow metric names (``coco-1k/rsum``).
@@ -83,16 +85,25 @@ class Protocol:
                 metrics_from_ranks(*positive_ranks(fold_scores, image_of_caption[captions] - images[0], ties=ties))
             )
         means = {key: float(np.mean([fold[key] for fold in per_fold])) for key in per_fold[0]}
-        means["rsum"] = sum(value for key, value in means.items() if RECALL_KEY.fullmatch(key))
+        means[RSUM] = sum(means[key] for key in RECALLS)
         return means
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    protocol.name: protocol
-    for protocol in (
-        Protocol("full"),
-        Protocol("coco-1k", n_images=5000, folds=5, captions_per_image=5),
-        Protocol("coco-5k", n_images=5000, captions_per_image=5),
-        Protocol("f30k-1k", n_images=1000, captions_per_image=5),
-    )
-}
+def full() -> RecallAtK:
+    """Whatever the test split holds, unchecked."""
+    return RecallAtK("full")
+
+
+def coco_1k() -> RecallAtK:
+    """The 5,000 COCO test images in 5 folds of 1,000, averaged."""
+    return RecallAtK("coco-1k", n_images=5000, folds=5, captions_per_image=5)
+
+
+def coco_5k() -> RecallAtK:
+    """All 5,000 COCO test images against their 25,000 captions."""
+    return RecallAtK("coco-5k", n_images=5000, captions_per_image=5)
+
+
+def f30k_1k() -> RecallAtK:
+    """The 1,000 Flickr30K test images against their 5,000 captions."""
+    return RecallAtK("f30k-1k", n_images=1000, captions_per_image=5)

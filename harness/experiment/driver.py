@@ -13,15 +13,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from harness.checkpoints import job_record
+from harness.config.experiment_file import ExperimentFile
 from harness.executors.tickets import Executor, JobOutcome, JobTicket
-from harness.experiment.jobs import Job
+from harness.experiment.resume import close_interrupted_runs
 from harness.features import FeatureCache
+from harness.job.catalog import DataCatalog
+from harness.job.job import Job
 from harness.plugin_manager import PluginHost
-from harness.runner import DataCatalog
-from harness.tracking import EXPERIMENT_KIND
 
 
 @dataclass
@@ -37,9 +37,14 @@ class ExperimentOutcome:
 
 @dataclass
 class Launch:
-    """How the driver was started, repeated in every worker."""
+    """How the driver was started, repeated in every worker.
 
-    source: Path
+    Attributes:
+        source: the experiment file (None for an experiment built in code, e.g. a demo run);
+            messages name it, and relative dataset paths are read from where the driver runs.
+    """
+
+    source: Path | None
     log_dir: Path
     cache_dir: Path | None = None
     plugins_dir: Path | None = None
@@ -48,46 +53,28 @@ class Launch:
 
 
 def run_experiment(
-    name: str, jobs: list[Job], host: PluginHost, tracker: Any, cache: FeatureCache, executor: Executor, launch: Launch
+    experiment: ExperimentFile, jobs: list[Job], host: PluginHost, tracker: Any, cache: FeatureCache, executor: Executor, launch: Launch
 ) -> ExperimentOutcome:
     """Run the experiment's unfinished jobs through `executor` under one new parent run."""
-    catalog = DataCatalog(host.registry, str(launch.source))
+    catalog = DataCatalog(host.registry, str(launch.source or experiment.name))
     catalog.preflight(jobs)
     versions = {info.name: info.version for info in host.plugins.values() if not info.error}
-    with tracker.experiment_run(name, launch.source, versions) as parent:
+    with tracker.experiment_run(experiment.name, experiment.model_dump(), launch.source, versions) as parent:
         outcome = ExperimentOutcome(parent.info.run_id)
-        done_before = _close_interrupted_runs(tracker, jobs, parent.info.run_id)
+        done_before = close_interrupted_runs(tracker, jobs, parent.info.run_id)
         todo = []
         for job in jobs:
             if job.config_hash in done_before and not launch.rerun_finished:
                 outcome.skipped.append((job, done_before[job.config_hash]))
             else:
                 todo.append(job)
-        driver = Driver(host, catalog, cache, tracker, launch, outcome, {job.config_hash: job for job in todo}, len(jobs))
+        driver = Driver(host, catalog, cache, tracker, launch, outcome, len(jobs))
         tickets = [driver.ticket(index, job, parent.info.run_id) for index, job in enumerate(todo, start=len(outcome.skipped) + 1)]
         with driver.progress(initial=len(outcome.skipped)):
             for job, run_id in outcome.skipped:
                 driver.say(f"skip {job.title}: finished in run {run_id}")
             executor.run(tickets, driver)
     return outcome
-
-
-def _close_interrupted_runs(tracker: Any, jobs: Sequence[Job], parent_run_id: str) -> dict[str, str]:
-    """Config hash -> run id of this experiment's finished jobs; RUNNING leftovers of the
-    planned jobs and of earlier invocations (their process was killed) are closed as KILLED.
-    One driver per experiment and store at a time is assumed."""
-    for run in tracker.runs(EXPERIMENT_KIND):
-        if run.info.status == "RUNNING" and run.info.run_id != parent_run_id:
-            tracker.mark_interrupted(run.info.run_id)
-    planned = {job.config_hash for job in jobs}
-    finished = {}
-    for run in tracker.runs():
-        config_hash = run.data.tags.get("itr.config_hash")
-        if run.info.status == "FINISHED":
-            finished.setdefault(config_hash, run.info.run_id)
-        elif run.info.status == "RUNNING" and config_hash in planned and run.data.tags.get("mlflow.parentRunId") != parent_run_id:
-            tracker.mark_interrupted(run.info.run_id)
-    return finished
 
 
 class Driver:
@@ -101,11 +88,10 @@ class Driver:
         tracker: Any,
         launch: Launch,
         outcome: ExperimentOutcome,
-        jobs: dict[str, Job],
         total: int,
     ) -> None:
         self.host, self.catalog, self.cache, self.tracker = host, catalog, cache, tracker
-        self.launch, self.outcome, self.jobs, self.total = launch, outcome, jobs, total
+        self.launch, self.outcome, self.total = launch, outcome, total
         self.log_dir = str(launch.log_dir)
         self._cells: Any = None
 
@@ -114,13 +100,11 @@ class Driver:
         return JobTicket(
             index=index,
             total=self.total,
-            title=job.title,
-            config_hash=job.config_hash,
-            record=job_record(job),
+            job=job,
             tracking_uri=self.tracker.tracking_uri,
             experiment_id=self.tracker.experiment_id_,
             parent_run_id=parent_run_id,
-            source=str(launch.source),
+            source=self.catalog.source,
             cache_dir=str(launch.cache_dir) if launch.cache_dir else None,
             plugins_dir=str(launch.plugins_dir) if launch.plugins_dir else None,
             strict_plugins=launch.strict_plugins,
@@ -139,15 +123,15 @@ class Driver:
         tqdm.write(message, file=sys.stderr)
 
     def started(self, ticket: JobTicket) -> None:
-        self.say(f"[{ticket.index}/{ticket.total}] {ticket.title}  config {ticket.config_hash}")
-        self.host.hook.before_job(job=self.jobs[ticket.config_hash])
+        self.say(f"[{ticket.index}/{ticket.total}] {ticket.title}  config {ticket.job.config_hash}")
+        self.host.observers.before_job(ticket.job)
 
     def finished(self, ticket: JobTicket, outcome: JobOutcome) -> None:
-        job = self.jobs[ticket.config_hash]
+        job = ticket.job
         if outcome.error is None:
             rsum = outcome.metrics.get(f"{job.dataset.protocols[0]}/rsum", float("nan"))
             self.say(f"      done {ticket.title}: rsum {rsum:.1f}, run {outcome.run_id}")
-            self.host.hook.after_job(job=job, metrics=outcome.metrics)
+            self.host.observers.after_job(job, outcome.metrics)
             self.outcome.finished.append((job, outcome.metrics))
         else:
             self.say(f"      FAILED {ticket.title}: {outcome.error}")
@@ -160,7 +144,7 @@ class Driver:
 
         from harness.executors.worker import run_ticket
 
-        job = self.jobs[ticket.config_hash]
+        job = ticket.job
         epochs = sum(stage.epochs for stage in job.config.stages.values())
         with tqdm(total=epochs, unit="epoch", desc=job.label, leave=False, file=sys.stderr, disable=None) as bar:
             return run_ticket(ticket, self.host, self.catalog, self.cache, on_epoch=lambda *_: bar.update(1))

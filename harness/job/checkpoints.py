@@ -8,44 +8,22 @@ Both files are written under temporary names and renamed: an interrupted save le
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomically, write_text_atomically
 from harness.errors import UserError
 
 WEIGHTS = "model.safetensors"
 JOB = "job.json"
 
 
-def job_record(job: Any) -> dict[str, Any]:
-    """What it takes to rebuild a job: recipe, label, dataset entry, seed, resolved config."""
-    import harness
-
-    return {
-        "label": job.label,
-        "group": job.group,
-        "axes": dict(job.axes),
-        "method": job.method,
-        "dataset": job.dataset.model_dump(),
-        "seed": job.seed,
-        "config_hash": job.config_hash,
-        "resolved": job.resolved,
-        "itr_version": harness.__version__,
-    }
-
-
 def save(model: Any, job: Any, folder: Path) -> Path:
     """Write ``model.safetensors`` and ``job.json`` into `folder`; returns the folder."""
     from safetensors.torch import save_model
 
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{WEIGHTS}.tmp"
-    save_model(model, str(staging))
-    os.replace(staging, folder / WEIGHTS)
-    staging = folder / f".{JOB}.tmp"
-    staging.write_text(json.dumps(job_record(job), indent=1, default=str))
-    os.replace(staging, folder / JOB)
+    write_atomically(folder / WEIGHTS, lambda staging: save_model(model, str(staging)))
+    write_text_atomically(folder / JOB, json.dumps(job.to_record(), indent=1, default=str))
     return folder
 
 

@@ -1,0 +1,53 @@
+"""Embedding a split once, and scoring image blocks against caption blocks through the head.
+
+Memory stays bounded by ``chunk × chunk`` pairs of head work plus the [n_images, n_captions]
+float32 result, whatever the split's size.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from harness.embeddings import Embeddings, concat
+from harness.training.model import RetrievalModel, SplitInputs, gather
+
+
+def precision(device: torch.device, amp: bool) -> Any:
+    """bfloat16 autocast on CUDA when `amp` (no loss to scale, so no float16 overflow risk); else
+    full precision."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+
+@torch.inference_mode()
+def embed_split(
+    model: RetrievalModel, data: SplitInputs, batch_size: int, device: torch.device, amp: bool = False
+) -> tuple[Embeddings, Embeddings]:
+    """Image and caption embeddings (Tensors [n, D] or `VectorSets`), float32 on `device`."""
+    model.eval()
+    with precision(device, amp):
+        images = [
+            model.encode_images(gather(data.image_features, index, device)).float()
+            for index in torch.arange(data.n_images).split(batch_size)
+        ]
+        texts = [
+            model.encode_texts(gather(data.text_inputs, index, device)).float()
+            for index in torch.arange(data.n_captions).split(batch_size)
+        ]
+    return concat(images), concat(texts)
+
+
+@torch.inference_mode()
+def score_matrix(
+    model: RetrievalModel, images: Embeddings, texts: Embeddings, chunk: int, amp: bool = False
+) -> torch.Tensor:
+    """scores [n_images, n_captions] (float32, CPU), computed block by block through the head."""
+    device = images.device if isinstance(images, torch.Tensor) else images.vectors.device
+    scores = torch.empty(len(images), len(texts), dtype=torch.float32)
+    with precision(device, amp):
+        for i in range(0, len(images), chunk):
+            for j in range(0, len(texts), chunk):
+                scores[i : i + chunk, j : j + chunk] = model.score(images[i : i + chunk], texts[j : j + chunk]).float().cpu()
+    return scores
