@@ -60,6 +60,17 @@ class ReadsPairingLabels(Protocol):
 
 
 @runtime_checkable
+class ScoresPairs(Protocol):
+    """A head that scores an explicit list of pairs without the dense block (re-rank evaluation,
+    ``eval.mode = "rerank"``): ``score_pairs(images, texts, image_index, caption_index)`` ->
+    float [P], entry p = s(images[image_index[p]], texts[caption_index[p]]), equal to that entry
+    of ``forward(images, texts)``. Cross-attention heads implement it batched; a head without it
+    is re-ranked through `forward` on each query's candidates."""
+
+    def score_pairs(self, images: Any, texts: Any, image_index: "torch.Tensor", caption_index: "torch.Tensor") -> "torch.Tensor": ...
+
+
+@runtime_checkable
 class ReadsTextSource(Protocol):
     """A text encoder that prepares each text source its own way (``reads_text_source = True``):
     ``prepare(texts, source=...)`` is told ``"captions"`` or the source's name (D2S-VSE routes
@@ -122,10 +133,11 @@ READS_BATCH = Capability(ReadsBatch, "reads_batch", "forward", "batch")
 STAGE_HOOK = Capability(StageHook, None, "begin_stage")
 READS_PAIRING_LABELS = Capability(ReadsPairingLabels, "reads_pairing_labels", "score_with_pairing")
 READS_TEXT_SOURCE = Capability(ReadsTextSource, "reads_text_source", "prepare", "source")
+SCORES_PAIRS = Capability(ScoresPairs, None, "score_pairs")
 
 CAPABILITIES = {
     "loss": (READS_BATCH, STAGE_HOOK),
-    "similarity-head": (READS_PAIRING_LABELS,),
+    "similarity-head": (READS_PAIRING_LABELS, SCORES_PAIRS),
     "text-encoder": (READS_TEXT_SOURCE,),
 }
 """The capabilities each kind may claim."""

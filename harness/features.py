@@ -68,7 +68,7 @@ class FeatureCache:
     def get_or_compute(
         self, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]
     ) -> dict[str, np.ndarray]:
-        """The cached arrays for `parts`, computing and storing them on a miss."""
+        """The cached arrays for `parts` (memory-mapped), computing and storing them on a miss."""
         entry = self.root / self.key(parts)
         cached = self._read(entry)
         if cached is not None:
@@ -77,7 +77,9 @@ class FeatureCache:
         self.misses += 1
         arrays = {name: np.ascontiguousarray(value) for name, value in compute().items()}
         self._write(entry, arrays, parts)
-        return arrays
+        # read back memory-mapped: the computed copy is freed, so memory stays flat however
+        # many shards a split has (the first run included), as on every later run
+        return self._read(entry) or arrays
 
     def _read(self, entry: Path) -> dict[str, np.ndarray] | None:
         manifest = entry / "manifest.json"

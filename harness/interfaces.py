@@ -153,8 +153,10 @@ class TextEncoder(Protocol):
     """Trainable map from captions to embeddings (a torch.nn.Module).
 
     `prepare` runs once per split, outside the training loop (tokenisation, vocabulary lookup,
-    frozen features); every tensor it returns has the caption axis first, so the trainer batches
-    it by indexing. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or
+    frozen features); every tensor or array it returns has the caption axis first, so the trainer
+    batches it by indexing. Frozen features are best returned as the cache hands them
+    (memory-mapped numpy arrays): only each batch's rows are then read, and a job's memory does
+    not grow with the split. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or
     `harness.embeddings.VectorSets` (one vector per word).
 
     The encoder also prepares the texts of a job's text sources (`TextSource`, e.g. dense
@@ -239,9 +241,12 @@ class EvaluationProtocol(Protocol):
 
     Attributes:
         name: the key in experiment files and metric names (``coco-1k/rsum``).
+        folds: consecutive, near-equal folds of images ranked separately (COCO 1K: 5); a re-rank
+            evaluation picks each query's candidates within its fold.
     """
 
     name: str
+    folds: int
 
     def check(self, split: RetrievalSplit) -> None:
         """Raise `harness.errors.UserError` for a split the protocol is not defined on."""

@@ -304,3 +304,39 @@ def require_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
             f"tracking URI {tracking_uri} does not answer ({reason}); start the server (mlflow server) "
             "or choose another --tracking-uri"
         ) from None
+
+
+def experiment_of(tracking_uri: str, run_id: str) -> str:
+    """The experiment id of a run."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+
+
+class ExperimentRuns:
+    """The finished job runs of one experiment in a store, as the job layer asks for them
+    (`harness.job.prefilter.FinishedRuns`: a re-rank borrowing another method's candidates)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str) -> None:
+        self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
+
+    def checkpoint(self, label: str, entry: Any, seed: int, folder: Path) -> tuple[str, Path]:
+        import mlflow
+
+        where = f"eval.prefilter '{label}'"
+        found = mlflow.MlflowClient(self.tracking_uri).search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`itr.kind` = '{JOB_KIND}' and attributes.status = 'FINISHED' and "
+                f"tags.`itr.label` = '{label}' and tags.`itr.dataset` = '{entry.title}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+        )
+        if not found:
+            raise UserError(f"{where}: no finished run of '{label}' on {entry.title} in this experiment; run it first")
+        run = next((r for r in found if r.data.tags.get("itr.seed") == str(seed)), found[0])
+        split = run.data.params.get("dataset.test")
+        if split != entry.test:
+            raise UserError(f"{where}: its run {run.info.run_id} was evaluated on split '{split}', this evaluation is on '{entry.test}'")
+        return run.info.run_id, download_checkpoint(self.tracking_uri, run.info.run_id, folder)

@@ -87,3 +87,44 @@ def write_experiment(folder: Path, text: str) -> Path:
     path = folder / "exp.toml"
     path.write_text(text)
     return path
+
+
+def itr_in_process(*args: str) -> Completed:
+    """Run the real `itr` command line in this process (no interpreter start-up: seconds
+    faster per call), with the store under its own --results-dir as `run_itr` has it."""
+    import contextlib
+    import io
+
+    import mlflow
+
+    from harness.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+        mlflow.set_tracking_uri(saved)  # the commands set it for this process; None restores mlflow's default
+    return Completed(code, out.getvalue(), err.getvalue())
+
+
+def saved_elements(function) -> tuple:
+    """`function()` and how many tensor elements autograd saved for its backward outside any
+    checkpointed region (a checkpoint's own saved tensors never reach an outer hook)."""
+    import torch
+
+    saved = 0
+
+    def pack(tensor: "torch.Tensor") -> "torch.Tensor":
+        nonlocal saved
+        saved += tensor.numel()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = function()
+    return result, saved

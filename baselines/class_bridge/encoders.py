@@ -13,6 +13,7 @@ import csv
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,9 +63,10 @@ class FrozenSentenceEncoder(nn.Module):
         super().__init__()
         self.frozen_text = ctx.frozen_text
 
-    def prepare(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
-        sentence = self.frozen_text.encode_texts(list(captions))["sentence"]
-        return {"sentence": torch.from_numpy(sentence.copy()).float()}
+    def prepare(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """captions -> ``sentence`` [M, D_text], memory-mapped from the feature cache: the
+        trainer and the evaluator read only the rows of each batch."""
+        return {"sentence": self.frozen_text.encode_texts(list(captions))["sentence"]}
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return l2_normalize(inputs["sentence"])

@@ -19,7 +19,8 @@ quantities that already exist:
 
     q_qᵀ a_q = Σ_c α_cq s_cq,        ‖a_q‖² = Σ_c Σ_c' α_cq (c_cᵀ c_c') α_c'q,
 
-with the [C, C] Gram matrix of each context set. That is exact up to rounding (the tests check
+with the [C, C] Gram matrix of each context set. `aligned_cross_attention` scores an explicit
+list of pairs (re-rank) with the same steps. That is exact up to rounding (the tests check
 it against the explicit per-pair computation) and keeps a pair at C·Q floats where the
 reference's attended vectors take Q·D (36·12 vs 12·1024).
 
@@ -115,14 +116,81 @@ def stacked_cross_attention(
     # s_cq of every pair: one [O·C, D] × [D, P·Q] product.
     affinity = contexts.reshape(-1, dim) @ queries.reshape(-1, dim).T
     affinity = affinity.view(n_sets, n_contexts, n_query_sets, n_queries)
+    gram = contexts @ contexts.transpose(1, 2)  # [O, C, C]
+    query_sq_norm = queries.square().sum(-1)  # [P, Q], broadcast over the context sets
+    return _attend_and_score(
+        affinity, gram, context_mask, query_sq_norm, query_mask, lambda_softmax, aggregation, lambda_lse
+    )
+
+
+def aligned_cross_attention(
+    contexts: torch.Tensor,
+    context_mask: torch.Tensor,
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    *,
+    context_gram: torch.Tensor | None = None,
+    query_sq_norm: torch.Tensor | None = None,
+    lambda_softmax: float,
+    aggregation: Aggregation,
+    lambda_lse: float,
+) -> torch.Tensor:
+    """Scores of aligned pairs, context set p with query set p (re-rank's explicit pair lists).
+
+    Args:
+        contexts: [P, C, D], queries: [P, Q, D], masks bool [P, C] and [P, Q]: as in
+            `stacked_cross_attention`, but row p of each belongs to pair p.
+        context_gram: [P, C, C], contexts @ contextsᵀ, if the caller has it per set: pairs
+            repeat sets, and per pair it costs C·C·D, more than the affinities (C·Q·D) for t-i.
+        query_sq_norm: [P, Q], ‖q_q‖², likewise.
+        lambda_softmax, aggregation, lambda_lse: as in `stacked_cross_attention`.
+
+    Returns:
+        [P], the entries `stacked_cross_attention` gives these pairs (equal up to rounding: the
+        affinities come from a batched product, one [C, D] × [D, Q] per pair).
+
+    The pairs take the block layout [O, C, P, Q] with O = P pairs and a query axis of one, so
+    every step after the affinities is `stacked_cross_attention`'s own.
+    """
+    if context_gram is None:
+        context_gram = contexts @ contexts.transpose(1, 2)
+    if query_sq_norm is None:
+        query_sq_norm = queries.square().sum(-1)
+    affinity = torch.bmm(contexts, queries.transpose(1, 2))[:, :, None]  # [P, C, 1, Q]
+    scores = _attend_and_score(
+        affinity, context_gram, context_mask, query_sq_norm[:, None], query_mask[:, None],
+        lambda_softmax, aggregation, lambda_lse,
+    )
+    return scores[:, 0]
+
+
+def _attend_and_score(
+    affinity: torch.Tensor,
+    gram: torch.Tensor,
+    context_mask: torch.Tensor,
+    query_sq_norm: torch.Tensor,
+    query_mask: torch.Tensor,
+    lambda_softmax: float,
+    aggregation: Aggregation,
+    lambda_lse: float,
+) -> torch.Tensor:
+    """Steps 1-4 from the affinities s_cq of a block.
+
+    Args:
+        affinity: [O, C, P, Q], context set o's elements against the queries of its P query sets.
+        gram: [O, C, C], each context set's Gram matrix; context_mask: bool [O, C].
+        query_sq_norm: ‖q_q‖², broadcastable to [O, P, Q]; query_mask: bool, likewise.
+
+    Returns:
+        [O, P].
+    """
+    n_sets, n_contexts = context_mask.shape
     context_bias = affinity.new_zeros(context_mask.shape).masked_fill(~context_mask, float("-inf"))
     logits = torch.add(context_bias[:, :, None, None], clipped_l2norm(affinity), alpha=lambda_softmax)
     attention = logits.softmax(dim=1)  # α_cq over the context elements
     query_dot_attended = (attention * affinity).sum(dim=1)  # q_qᵀ a_q, [O, P, Q]
-    gram = contexts @ contexts.transpose(1, 2)  # [O, C, C]
     gram_attention = torch.bmm(gram, attention.view(n_sets, n_contexts, -1)).view_as(attention)
     attended_sq_norm = (attention * gram_attention).sum(dim=1)  # ‖a_q‖², [O, P, Q]
-    query_sq_norm = queries.square().sum(-1)  # [P, Q]
     # cos = x·y / max(‖x‖‖y‖, eps), as the reference's cosine_similarity; clamping the squared
     # product keeps the sqrt's gradient finite for the all-zero padded queries.
     denominator = (query_sq_norm * attended_sq_norm).clamp(min=EPS**2).sqrt()

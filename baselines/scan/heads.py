@@ -7,7 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from baselines.scan.attention import Aggregation, stacked_cross_attention
+from baselines.heads.blocks import gather, needs_checkpoint, score_blockwise, score_in_chunks, zero_padding
+from baselines.scan.attention import Aggregation, aligned_cross_attention, stacked_cross_attention
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 
@@ -21,7 +22,9 @@ class StackedCrossAttentionHead(nn.Module):
     `pair_chunk` (images × captions), each block one batched tensor program
     (`stacked_cross_attention`), so evaluation cost is FLOPs, not one kernel launch per caption
     as in the reference's sharded loop (``shard_xattn_*``). Each pair's score depends on that pair only, never
-    on the block it was computed in or on padding.
+    on the block it was computed in or on padding. `score_pairs` scores an explicit pair list
+    (re-rank evaluation, `harness.capabilities.ScoresPairs`) with the same math, pair p's sets
+    gathered side by side (`aligned_cross_attention`).
 
     The attention runs in float32 (float64 inputs stay float64), with autocast off: its eps
     (1e-8) underflows in float16, and λ-scaled softmax / LSE are precision-sensitive.
@@ -36,8 +39,13 @@ class StackedCrossAttentionHead(nn.Module):
         pair_chunk: most (image, caption) pairs per block (default: one 128 × 128 training
             batch). A block's working memory is five to six [pairs, C, Q] float32 tensors
             (C, Q = context and query set sizes): 149 MB measured for 36 regions × 12 words
-            (benchmarks/test_scan_scoring.py). In training, autograd keeps every block's
-            intermediates, so it bounds evaluation memory only.
+            (benchmarks/test_scan_scoring.py). `score_pairs` also holds each pair's gathered
+            sets, (C + Q)·D floats, so it gathers fewer pairs at a time, as many as fit in a
+            dense block's memory (36 regions, 12 words, D = 1024: 820 pairs, 0.17 GB).
+        checkpoint_blocks: with gradients, recompute each block in the backward pass instead of
+            keeping its intermediates (`baselines.heads.blocks.call_block`), so a training step
+            holds one block's at a time, not batch² × C × Q; forward values are unchanged. A call
+            of one block (the recipe's 128 × 128 batch at the default pair_chunk) runs plainly.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class StackedCrossAttentionHead(nn.Module):
         aggregation: Aggregation = "avg",
         lambda_lse: float = 6.0,
         pair_chunk: int = 16384,
+        checkpoint_blocks: bool = True,
     ) -> None:
         super().__init__()
         if lambda_lse <= 0:
@@ -60,42 +69,120 @@ class StackedCrossAttentionHead(nn.Module):
         self.aggregation = aggregation
         self.lambda_lse = lambda_lse
         self.pair_chunk = pair_chunk
+        self.checkpoint_blocks = checkpoint_blocks
 
     def forward(self, images: VectorSets, texts: VectorSets) -> torch.Tensor:
         """images: regions [n_i, R, D] + lengths; texts: words [n_c, L, D] + lengths -> [n_i, n_c]."""
-        if not (isinstance(images, VectorSets) and isinstance(texts, VectorSets)):
-            raise UserError(
-                "scan-attention scores local embeddings (VectorSets of regions and words); "
-                "pair it with local encoders such as scan-region and scan-bigru"
-            )
-        caption_block = min(len(texts), self.pair_chunk)
-        image_block = max(1, self.pair_chunk // caption_block)
-        rows = []
+        _check(images, texts)
+        checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
         with torch.autocast(images.vectors.device.type, enabled=False):
-            for i in range(0, len(images), image_block):
-                blocks = [
-                    self._score_block(images[i : i + image_block], texts[j : j + caption_block])
-                    for j in range(0, len(texts), caption_block)
-                ]
-                rows.append(torch.cat(blocks, dim=1))
-        return torch.cat(rows, dim=0)
+            return score_blockwise(images, texts, self.pair_chunk, self._score_block, checkpointed=checkpointed)
+
+    def score_pairs(
+        self, images: VectorSets, texts: VectorSets, image_index: torch.Tensor, caption_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores of explicit pairs: entry p = s(images[image_index[p]], texts[caption_index[p]]).
+
+        images [n_i, R, D], texts [n_c, L, D]; image_index, caption_index int64 [P] -> float [P],
+        those entries of `forward(images, texts)` up to float32 rounding. The pairs are gathered
+        a chunk at a time (at most `pair_chunk`, fewer when the gathered sets would outweigh a
+        dense block: `_pairs_per_gather`), each chunk one `aligned_cross_attention`. The
+        context sets' Gram matrices and the query vectors' squared norms are computed once per
+        set, not per pair: a re-rank list repeats each query k times, and per pair the Gram
+        matrices (C·C·D) would cost three times the affinities (C·Q·D) for t-i.
+        """
+        _check(images, texts)
+        if image_index.shape != caption_index.shape or image_index.dim() != 1:
+            raise UserError(
+                f"scan-attention: score_pairs takes two index vectors of one length (got {tuple(image_index.shape)} "
+                f"and {tuple(caption_index.shape)})"
+            )
+        if len(image_index) == 0:
+            dtype = torch.promote_types(torch.promote_types(images.vectors.dtype, texts.vectors.dtype), torch.float32)
+            return images.vectors.new_zeros(0, dtype=dtype)
+        chunk = self._pairs_per_gather(images, texts)
+        checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
+        with torch.autocast(images.vectors.device.type, enabled=False):
+            if self.direction == "t2i":
+                grams, sq_norms = _set_statistics(images, texts, chunk)
+
+                def block(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+                    return self._score_aligned(images, texts, grams, sq_norms, image_rows, caption_rows)
+            else:
+                grams, sq_norms = _set_statistics(texts, images, chunk)
+
+                def block(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+                    return self._score_aligned(texts, images, grams, sq_norms, caption_rows, image_rows)
+
+            return score_in_chunks(block, image_index, caption_index, chunk, checkpointed=checkpointed)
+
+    def _pairs_per_gather(self, images: VectorSets, texts: VectorSets) -> int:
+        """Pairs per `score_pairs` chunk: `pair_chunk`, or fewer so that a chunk, (R + L)·D
+        gathered floats plus six [R, L] tensors per pair, takes no more than a dense block's six
+        [pair_chunk, R, L] tensors (R, L, D = 36, 12, 1024: 820 pairs and 0.17 GB, where
+        16,384 pairs would gather 3.2 GB)."""
+        n_regions, n_words, dim = images.vectors.shape[1], texts.vectors.shape[1], images.vectors.shape[2]
+        block = 6 * n_regions * n_words
+        return max(1, min(self.pair_chunk, self.pair_chunk * block // ((n_regions + n_words) * dim + block)))
+
+    def _options(self) -> dict:
+        return dict(lambda_softmax=self.lambda_softmax, aggregation=self.aggregation, lambda_lse=self.lambda_lse)
 
     def _score_block(self, images: VectorSets, texts: VectorSets) -> torch.Tensor:
-        """One block, [bi, R, D] × [bc, L, D] -> [bi, bc]; padded rows are zeroed first."""
-        regions, region_mask = _real_rows(images)
-        words, word_mask = _real_rows(texts)
-        options = dict(
-            lambda_softmax=self.lambda_softmax, aggregation=self.aggregation, lambda_lse=self.lambda_lse
-        )
+        """One block of zero-padded sets, [bi, R, D] × [bc, L, D] -> [bi, bc]."""
+        regions, region_mask = images.vectors, images.mask()
+        words, word_mask = texts.vectors, texts.mask()
         if self.direction == "t2i":
-            return stacked_cross_attention(regions, region_mask, words, word_mask, **options)
-        return stacked_cross_attention(words, word_mask, regions, region_mask, **options).T
+            return stacked_cross_attention(regions, region_mask, words, word_mask, **self._options())
+        return stacked_cross_attention(words, word_mask, regions, region_mask, **self._options()).T
+
+    def _score_aligned(
+        self,
+        contexts: VectorSets,
+        queries: VectorSets,
+        grams: torch.Tensor,
+        sq_norms: torch.Tensor,
+        context_index: torch.Tensor,
+        query_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pairs (contexts[context_index[p]], queries[query_index[p]]) -> [P].
+
+        contexts [n, C, D] with their Gram matrices grams [n, C, C]; queries [m, Q, D] with
+        their squared norms sq_norms [m, Q] (`_set_statistics`).
+        """
+        pair_contexts, pair_queries = gather(contexts, context_index), gather(queries, query_index)
+        n_contexts, n_queries = pair_contexts.vectors.shape[1], pair_queries.vectors.shape[1]
+        return aligned_cross_attention(
+            pair_contexts.vectors,
+            pair_contexts.mask(),
+            pair_queries.vectors,
+            pair_queries.mask(),
+            context_gram=grams[context_index, :n_contexts, :n_contexts],
+            query_sq_norm=sq_norms[query_index, :n_queries],
+            **self._options(),
+        )
 
 
-def _real_rows(sets: VectorSets) -> tuple[torch.Tensor, torch.Tensor]:
-    """vectors [B, N, D] at float32 or wider with rows past each length set to 0, and the mask
-    bool [B, N]. Zeroing makes the padding harmless even if an encoder left NaNs there (an
-    l2norm of a zero row in float16)."""
-    mask = sets.mask()
-    vectors = sets.vectors.to(torch.promote_types(sets.vectors.dtype, torch.float32))
-    return vectors.masked_fill(~mask[..., None], 0), mask
+def _set_statistics(contexts: VectorSets, queries: VectorSets, slice_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrices [n, C, C] of the zero-padded context sets and squared norms [m, Q] of the
+    zero-padded query vectors, `slice_size` sets at a time (a whole split is never copied)."""
+
+    def zero_padded(sets: VectorSets, start: int) -> torch.Tensor:
+        rows = slice(start, start + slice_size)  # full width, so that the slices concatenate
+        return zero_padding(VectorSets(sets.vectors[rows], sets.lengths[rows])).vectors
+
+    grams = []
+    for start in range(0, len(contexts), slice_size):
+        vectors = zero_padded(contexts, start)
+        grams.append(vectors @ vectors.transpose(1, 2))
+    sq_norms = [zero_padded(queries, start).square().sum(-1) for start in range(0, len(queries), slice_size)]
+    return torch.cat(grams), torch.cat(sq_norms)
+
+
+def _check(images: object, texts: object) -> None:
+    """A one-line error for global embeddings, which this head cannot read."""
+    if not (isinstance(images, VectorSets) and isinstance(texts, VectorSets)):
+        raise UserError(
+            "scan-attention scores local embeddings (VectorSets of regions and words); "
+            "pair it with local encoders such as scan-region and scan-bigru"
+        )

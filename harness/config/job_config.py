@@ -67,14 +67,24 @@ class EvalConfig(Strict):
 
     ``mode = "full"`` scores every (image, caption) pair through the head, block by block:
     `score_chunk` images × `score_chunk` captions at a time, so the head's working memory is
-    bounded whatever the split's size.
+    bounded whatever the split's size. ``mode = "rerank"`` scores only each query's top
+    `rerank_k` candidates by a cheap global prefilter (ALBEF and BLIP: k = 256 on COCO, 128 on
+    Flickr30K): the method's own global embeddings (``prefilter = "self"``) or those of another
+    method of the experiment (its label), whose finished run on the same test split is reused.
     """
 
     device: str = Field("auto", description="auto: CUDA, then Apple MPS, then the CPU")
     amp: bool = Field(False, description="encode and score under bfloat16 autocast on CUDA (scores are kept as float32)")
     batch_size: PositiveInt = Field(256, description="images or captions encoded at once")
     score_chunk: PositiveInt = Field(1024, description="images and captions per block of the score matrix")
-    mode: Literal["full"] = "full"
+    mode: Literal["full", "rerank"] = "full"
+    rerank_k: PositiveInt = Field(128, description="rerank: candidates per query scored by the head")
+    prefilter: str = Field("self", min_length=1, description="rerank: 'self' or the label of another method of the experiment")
+
+    @property
+    def borrows_prefilter(self) -> bool:
+        """Whether a re-rank takes its candidates from another method's finished run."""
+        return self.mode == "rerank" and self.prefilter != "self"
 
 
 CAPTIONS = "captions"

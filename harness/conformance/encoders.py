@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.conformance.compare import require_finite, require_same_items
@@ -81,14 +82,17 @@ class EncoderChecks(ComponentChecks):
 
     def _check_prepare(self, module: Any) -> None:
         if not callable(getattr(module, "prepare", None)):
-            raise CheckFailed("a text encoder needs prepare(captions) -> {name: Tensor [M, ...]}")
+            raise CheckFailed("a text encoder needs prepare(captions) -> {name: Tensor or array [M, ...]}")
         prepared = prepare_texts(module, self.subject.data.captions(POOL, salt=1), CAPTIONS)
         if not isinstance(prepared, dict) or not prepared:
             raise CheckFailed(f"prepare returned {type(prepared).__name__}, not a non-empty dict of tensors")
         for name, value in prepared.items():
-            if not isinstance(value, torch.Tensor) or value.dim() == 0 or len(value) != POOL:
-                shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise CheckFailed(f"prepare: '{name}' must be a Tensor with the caption axis first ({POOL} captions), got {shape}")
+            rows = isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim > 0 and len(value) == POOL
+            if not rows:
+                shape = list(value.shape) if isinstance(value, (torch.Tensor, np.ndarray)) else type(value).__name__
+                raise CheckFailed(
+                    f"prepare: '{name}' must be a Tensor or numpy array with the caption axis first ({POOL} captions), got {shape}"
+                )
 
     def batch_order(self) -> str:
         full = self.eval_outputs(self.primary)["embeddings"]

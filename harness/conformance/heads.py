@@ -23,7 +23,7 @@ from torch import nn
 
 from harness.conformance.compare import require_close, require_finite
 from harness.conformance.evaluated import CHUNK, evaluate_split
-from harness.conformance.report import CheckFailed, one_line
+from harness.conformance.report import CheckFailed, CheckSkipped, one_line
 from harness.conformance.sources import DEFAULT_DIM, EmbeddingSource, synthetic_candidates
 from harness.conformance.subject import (
     ComponentChecks,
@@ -45,7 +45,7 @@ CAPTION_ORDER = torch.tensor([5, 2, 7, 0, 3, 6, 1, 4])
 
 
 class HeadChecks(ComponentChecks):
-    """interface, the three leakage checks, determinism, gradients, checkpoint.
+    """interface, the three leakage checks, pair scoring (re-rank), determinism, gradients, checkpoint.
 
     Args:
         subject: the head with its options.
@@ -58,6 +58,7 @@ class HeadChecks(ComponentChecks):
         ("leakage/pairing-labels", "pairing_labels"),
         ("leakage/batch-order", "batch_order"),
         ("leakage/batch-composition", "batch_composition"),
+        ("pairs", "pairs"),
         ("determinism", "determinism"),
         ("gradients", "gradients"),
         ("checkpoint", "checkpoint"),
@@ -186,6 +187,30 @@ class HeadChecks(ComponentChecks):
             ("image", "caption"),
         )
         return f"{CHUNK} × {CHUNK} blocks and replaced neighbours leave every score unchanged"
+
+    def pairs(self) -> str:
+        """A head that scores explicit pairs (`harness.capabilities.ScoresPairs`, what re-rank
+        evaluation calls) gives each pair the score `forward` gives it in the dense block."""
+        from harness.capabilities import READS_PAIRING_LABELS, SCORES_PAIRS, claims
+
+        if not claims(self.primary, SCORES_PAIRS):
+            raise CheckSkipped("no score_pairs: re-rank evaluation scores each query's candidates through forward")
+        if claims(self.primary, READS_PAIRING_LABELS):
+            raise CheckSkipped("the head reads the pairing labels: its pairs cannot be scored apart (leakage/pairing-labels fails it)")
+        images, texts = self.batch()
+        expected = self.scores(self.primary, images, texts)
+        generator = torch.Generator().manual_seed(self.subject.seed)
+        image_index = torch.randint(N_IMAGES, (3 * N_CAPTIONS,), generator=generator)
+        caption_index = torch.randint(N_CAPTIONS, (3 * N_CAPTIONS,), generator=generator)
+        with torch.no_grad():
+            try:
+                got = self.primary.score_pairs(images, texts, image_index, caption_index)
+            except Exception as exc:
+                raise CheckFailed(f"score_pairs raised {one_line(exc)}") from None
+        if tuple(got.shape) != (len(image_index),):
+            raise CheckFailed(f"score_pairs returned shape {list(got.shape)} for {len(image_index)} pairs")
+        require_close(got, expected[image_index, caption_index], "score_pairs differs from the dense scores", ("pair",))
+        return f"{len(image_index)} scattered pairs, each scored as in the dense block"
 
     def determinism(self) -> str:
         images, texts = self.batch()

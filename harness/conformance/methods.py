@@ -37,6 +37,7 @@ from harness.conformance.subject import Subject
 from harness.conformance.synthetic import SyntheticData
 from harness.conformance.texts import TextSourceChecks
 from harness.config.job_config import ComponentRef
+from harness.training.model import gather
 from harness.config.roles import MODEL_ROLES
 from harness.registry import ComponentSpec, Registry
 
@@ -147,7 +148,7 @@ class MethodChecks:
         return StepInputs(
             model=model,
             image_features={name: torch.as_tensor(value) for name, value in data.image_features.items()},
-            text_inputs={name: value[rows] for name, value in data.text_inputs.items()},
+            text_inputs=gather(data.text_inputs, rows, torch.device("cpu")),
             image_texts=data.image_texts,
         )
 

@@ -28,6 +28,16 @@ from harness.interfaces import RetrievalSplit
 from harness.metrics import RECALLS, RSUM, metrics_from_ranks, positive_ranks
 
 
+def image_folds(image_of_caption: np.ndarray, n_images: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image indices, caption indices) of each of `folds` consecutive, near-equal image folds;
+    a caption belongs to its image's fold. One fold: the whole split."""
+    image_of_caption = np.asarray(image_of_caption)
+    return [
+        (images, np.flatnonzero(np.isin(image_of_caption, images)))
+        for images in np.array_split(np.arange(n_images), folds)
+    ]
+
+
 @dataclass(frozen=True)
 class RecallAtK:
     """Recall@K, median and mean rank of both directions, over consecutive folds of images.
@@ -63,8 +73,7 @@ class RecallAtK:
         image_of_caption = np.asarray(image_of_caption)
         i2t_ranks, i2t_images = [], []
         t2i_rank = np.empty(len(image_of_caption), dtype=np.int64)
-        for images in np.array_split(np.arange(scores.shape[0]), self.folds):
-            captions = np.flatnonzero(np.isin(image_of_caption, images))
+        for images, captions in image_folds(image_of_caption, scores.shape[0], self.folds):
             fold_i2t, t2i_rank[captions] = positive_ranks(
                 scores[images[0] : images[-1] + 1][:, captions], image_of_caption[captions] - images[0]
             )
@@ -78,8 +87,7 @@ class RecallAtK:
         if self.folds == 1:
             return metrics_from_ranks(*positive_ranks(scores, image_of_caption, ties=ties))
         per_fold = []
-        for images in np.array_split(np.arange(n_images), self.folds):
-            captions = np.flatnonzero(np.isin(image_of_caption, images))
+        for images, captions in image_folds(image_of_caption, n_images, self.folds):
             fold_scores = scores[images[0] : images[-1] + 1][:, captions]
             per_fold.append(
                 metrics_from_ranks(*positive_ranks(fold_scores, image_of_caption[captions] - images[0], ties=ties))

@@ -34,7 +34,7 @@ def run_ticket(
     from harness.job.catalog import DataCatalog
     from harness.job.run import run_job
     from harness.plugin_manager import PluginHost
-    from harness.tracking import Tracker
+    from harness.tracking import ExperimentRuns, Tracker
 
     if host is None:
         plugins_dir = Path(ticket.plugins_dir) if ticket.plugins_dir else None
@@ -46,7 +46,8 @@ def run_ticket(
     try:
         with tracker.job_run(ticket.job, ticket.parent_run_id) as log:
             outcome.run_id = log.run_id
-            metrics = run_job(ticket.job, host.registry, catalog, cache, _EpochTee(log, on_epoch))
+            runs = ExperimentRuns(ticket.tracking_uri, ticket.experiment_id)
+            metrics = run_job(ticket.job, host.registry, catalog, cache, _EpochTee(log, on_epoch), runs)
             log.metrics(metrics)
     except Exception as exc:  # one failing job must not take the grid down
         traceback.print_exc(file=sys.stderr)

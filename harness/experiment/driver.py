@@ -73,8 +73,18 @@ def run_experiment(
         with driver.progress(initial=len(outcome.skipped)):
             for job, run_id in outcome.skipped:
                 driver.say(f"skip {job.title}: finished in run {run_id}")
-            executor.run(tickets, driver)
+            for wave in waves(tickets):
+                executor.run(wave, driver)
     return outcome
+
+
+def waves(tickets: list[JobTicket]) -> list[list[JobTicket]]:
+    """The tickets in two waves: first every job that needs no other, then the jobs whose re-rank
+    borrows another method's candidates (``eval.prefilter = "<label>"``), whose run the first
+    wave or an earlier invocation finished. Either wave may be empty."""
+    first = [ticket for ticket in tickets if not ticket.job.config.eval.borrows_prefilter]
+    second = [ticket for ticket in tickets if ticket.job.config.eval.borrows_prefilter]
+    return [wave for wave in (first, second) if wave]
 
 
 class Driver:

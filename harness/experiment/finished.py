@@ -59,18 +59,20 @@ def reevaluate(
     from harness.job.catalog import DataCatalog
     from harness.job.checkpoints import read_job
     from harness.job.run import evaluate_checkpoint
-    from harness.tracking import choose_tracking_uri, download_checkpoint
+    from harness.tracking import ExperimentRuns, choose_tracking_uri, download_checkpoint, experiment_of
 
+    runs = None
     with tempfile.TemporaryDirectory() as scratch:
         if Path(checkpoint).is_dir():
             folder, source = Path(checkpoint), f"checkpoint {checkpoint}"
         else:
             uri = choose_tracking_uri(tracking_uri, None, results_dir)
             folder, source = download_checkpoint(uri, checkpoint, Path(scratch)), f"run {checkpoint}"
+            runs = ExperimentRuns(uri, experiment_of(uri, checkpoint))
         job = _with_eval(Job.from_record(read_job(folder), source), eval_changes)
         target = _dataset_entry(job.dataset, dataset_changes)
         catalog = DataCatalog(host.registry, f"itr eval {checkpoint}")
-        metrics = evaluate_checkpoint(job, folder, host.registry, catalog, FeatureCache(cache_dir), target)
+        metrics = evaluate_checkpoint(job, folder, host.registry, catalog, FeatureCache(cache_dir), target, runs)
     return Reevaluation(job, source, target, metrics)
 
 

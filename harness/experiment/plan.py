@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config.experiment_file import ExperimentFile, load_experiment_file
-from harness.errors import UserError
+from harness.errors import UserError, closest
 from harness.experiment.grid import expand_cells
 from harness.job.job import Job
 from harness.job.resolve import resolve_method
@@ -40,7 +40,23 @@ def expand_jobs(experiment: ExperimentFile, registry: Registry, source: str) -> 
                 for seed in experiment.seeds
             ]
     _refuse_twins(jobs, source)
+    _check_prefilters(jobs, source)
     return jobs
+
+
+def _check_prefilters(jobs: list[Job], source: str) -> None:
+    """A re-rank that borrows another method's candidates names a method of this experiment
+    that evaluates on its own (one wave of borrowing)."""
+    own = {job.label: job for job in jobs}
+    for job in jobs:
+        if not job.config.eval.borrows_prefilter:
+            continue
+        label, where = job.config.eval.prefilter, f"{source}: methods.{job.label}.eval.prefilter"
+        if label not in own or label == job.label:
+            others = sorted(name for name in own if name != job.label)
+            raise UserError(f"{where}: '{label}' is not another method of this experiment{closest(label, others)}; methods: {', '.join(others) or 'none'}")
+        if own[label].config.eval.borrows_prefilter:
+            raise UserError(f"{where}: '{label}' borrows its own candidates from '{own[label].config.eval.prefilter}'; a prefilter must rank on its own")
 
 
 def _check_datasets(experiment: ExperimentFile, registry: Registry, source: str) -> None:

@@ -17,13 +17,17 @@ from harness.job.assemble import assemble
 from harness.job.catalog import DataCatalog, protocols_of
 from harness.job.inputs import JobData
 from harness.job.job import Job
+from harness.job.prefilter import FinishedRuns, prefilter_of
 from harness.registry import Registry
 
 
-def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any) -> dict[str, float]:
+def run_job(
+    job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any, runs: FinishedRuns | None = None
+) -> dict[str, float]:
     """Train (if the recipe has stages), checkpoint and evaluate one job; ``{protocol/metric: value}``.
 
-    `log` records epochs, the checkpoint and the per-query ranks (`harness.tracking.JobLog`).
+    `log` records epochs, the checkpoint and the per-query ranks (`harness.tracking.JobLog`);
+    `runs` is the experiment's store, where a re-rank finds the run its candidates come from.
     """
     from harness.evaluation.evaluate import evaluate_split
     from harness.job import checkpoints
@@ -39,15 +43,24 @@ def run_job(job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCa
     with tempfile.TemporaryDirectory() as folder:
         log.checkpoint(checkpoints.save(built.model, job, Path(folder)))
     split, inputs = data.test_inputs(built.model)
-    evaluation = evaluate_split(built.model, inputs, protocols_of(registry, job.dataset, f"methods.{job.label}"), job.config.eval, split.caption_tags)
+    protocols = protocols_of(registry, job.dataset, f"methods.{job.label}")
+    prefilter = prefilter_of(job, job.dataset, runs, registry, catalog, cache)
+    evaluation = evaluate_split(built.model, inputs, protocols, job.config.eval, split.caption_tags, prefilter)
     log.ranks(evaluation.ranks)
     return evaluation.metrics
 
 
 def evaluate_checkpoint(
-    job: Job, checkpoint: Path, registry: Registry, catalog: DataCatalog, cache: FeatureCache, dataset: DatasetEntry
+    job: Job,
+    checkpoint: Path,
+    registry: Registry,
+    catalog: DataCatalog,
+    cache: FeatureCache,
+    dataset: DatasetEntry,
+    runs: FinishedRuns | None = None,
 ) -> dict[str, float]:
-    """Rebuild `job`'s model, load its trained weights, and evaluate on `dataset`'s test split."""
+    """Rebuild `job`'s model, load its trained weights, and evaluate on `dataset`'s test split
+    (`runs`: the experiment's store, for a re-rank that borrows another run's candidates)."""
     from harness.evaluation.evaluate import evaluate_split
     from harness.job import checkpoints
 
@@ -58,4 +71,5 @@ def evaluate_checkpoint(
     protocols = protocols_of(registry, dataset, "itr eval: --protocol")
     for protocol in protocols.values():
         protocol.check(split)
-    return evaluate_split(built.model, inputs, protocols, job.config.eval).metrics
+    prefilter = prefilter_of(job, dataset, runs, registry, catalog, cache)
+    return evaluate_split(built.model, inputs, protocols, job.config.eval, prefilter=prefilter).metrics

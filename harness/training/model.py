@@ -18,7 +18,8 @@ class SplitInputs:
 
     Attributes:
         image_features: {name: array [n_images, ...]}; numpy (possibly memory-mapped) or tensors.
-        text_inputs: {name: Tensor [n_captions, ...]} from `TextEncoder.prepare`.
+        text_inputs: {name: Tensor or array [n_captions, ...]} from `TextEncoder.prepare`
+            (numpy arrays may be memory-mapped: only the rows of a batch are read).
         image_of_caption: int64 [n_captions].
         captions: the caption strings, for text-level sample generators.
         image_texts: {source: {name: Tensor [n_images, ...]}}, the prepared inputs of each of
@@ -26,7 +27,7 @@ class SplitInputs:
     """
 
     image_features: Mapping[str, np.ndarray | torch.Tensor]
-    text_inputs: Mapping[str, torch.Tensor]
+    text_inputs: Mapping[str, np.ndarray | torch.Tensor]
     image_of_caption: torch.Tensor
     captions: Sequence[str] = ()
     image_texts: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)

@@ -278,7 +278,7 @@ def _step_loss(
     rows = items.tolist()
     generated = samples.positive_captions([data.captions[k] for k in rows], [siblings[k] for k in rows])
     with samples.encoding_context():
-        positive_inputs = {name: value.to(device) for name, value in model.text_encoder.prepare(generated).items()}
+        positive_inputs = gather(model.text_encoder.prepare(generated), torch.arange(len(generated)), device)
     return (1 - samples.positive_weight) * loss + samples.positive_weight * pass_loss(positive_inputs)
 
 

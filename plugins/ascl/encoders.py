@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -100,14 +101,15 @@ class AsCLTextEncoder(nn.Module):
         token_dim = ctx.frozen_text.encode_texts(["a"])["tokens"].shape[-1]
         self.word_fc = _xavier_linear(token_dim, embed_dim)
 
-    def prepare(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
-        """captions -> ``tokens`` float [M, L, D_text] (zero past each length), ``lengths`` int64 [M]."""
+    def prepare(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """captions -> ``tokens`` float [M, L, D_text] (zero past each length), ``lengths`` int [M].
+
+        The frozen features come back as the cache holds them, memory-mapped: COCO's 566k
+        training captions are tens of GB of tokens, and the trainer reads only each batch's rows.
+        """
         texts = [pre_caption(caption, MAX_WORDS) for caption in captions] if self.clean else list(captions)
         encoded = self.frozen_text.encode_texts(texts)
-        return {
-            "tokens": torch.from_numpy(encoded["tokens"].copy()).float(),
-            "lengths": torch.from_numpy(encoded["lengths"].copy()).long(),
-        }
+        return {"tokens": encoded["tokens"], "lengths": encoded["lengths"]}
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> VectorSets:
         """tokens [B, L, D_text], lengths [B] -> VectorSets [B, max(lengths), embed_dim], zero padding."""

@@ -27,12 +27,14 @@ and every mean, so a score is what the code computes on the unpadded sets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.heads.blocks import gather, needs_checkpoint, score_blockwise, score_in_chunks
 from baselines.vse.encoders import l2_normalize
 from harness.embeddings import VectorSets
 from harness.errors import UserError
@@ -67,7 +69,7 @@ ALL_PAIRS = PairLayout("i", "j", "ij")
 ALIGNED = PairLayout("p", "p", "p")
 
 PairScore = Callable[[VectorSets, VectorSets], torch.Tensor]
-"""A function of a block of images and captions: scores [bi, bc] or aligned embeddings [P, d]."""
+"""A function of a block of images and captions: scores [bi, bc], or aligned scores [P] or embeddings [P, d]."""
 
 
 @dataclass
@@ -95,7 +97,9 @@ class CrossAttention:
 def cross_attention(
     images: VectorSets, texts: VectorSets, layout: PairLayout, heads: int, lambda_i2t: float, lambda_t2i: float
 ) -> CrossAttention:
-    """Att_λ in both directions for the pairs of `layout` (images [n_i, R, d], texts [n_c, L, d])."""
+    """Att_λ in both directions for the pairs of `layout` (images [n_i, R, d], texts [n_c, L, d],
+    both at float32 or wider and zero past each length, as `baselines.heads.blocks` hands them
+    to a block)."""
     regions, region_mask = _split_heads(images, heads)
     words, word_mask = _split_heads(texts, heads)
     region_mask = layout.lift_image(region_mask)[..., None, :, None]
@@ -114,11 +118,10 @@ def _bias(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _split_heads(sets: VectorSets, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """vectors [B, N, d] -> [B, H, N, d/H] at float32 or wider, zero past each length; mask bool [B, N]."""
+    """zero-padded vectors [B, N, d] -> [B, H, N, d/H] (a view); mask bool [B, N]. The head zeroes
+    the padding once per call, not once per block."""
     batch, width, dim = sets.vectors.shape
-    mask = sets.mask()
-    vectors = sets.vectors.to(torch.promote_types(sets.vectors.dtype, torch.float32)).masked_fill(~mask[..., None], 0)
-    return vectors.view(batch, width, heads, dim // heads).transpose(1, 2), mask
+    return sets.vectors.view(batch, width, heads, dim // heads).transpose(1, 2), sets.mask()
 
 
 def _cosine(dot: torch.Tensor, sq_norm_a: torch.Tensor, sq_norm_b: torch.Tensor) -> torch.Tensor:
@@ -173,7 +176,7 @@ class AsCLFusionHead(nn.Module):
 
     - ``"pair"`` (default, leak-free): a^T, a^I, e^T and e^I are computed for each (image,
       caption) pair, so a pair's score depends on that pair only and evaluation is chunked like
-      any head.
+      any head; re-rank evaluation scores explicit pair lists (`score_pairs`).
     - ``"ground-truth-partner"`` (the public code): e^T_j is pooled with caption j's paired
       image and e^I_i with image i's first paired caption, then S_global = e^I e^Tᵀ. In a
       training batch the pairs are the diagonal (column k and generated column B + k pair with
@@ -193,9 +196,11 @@ class AsCLFusionHead(nn.Module):
         pair_chunk: most pairs per block. A block holds about ten [pairs, H, R, L] float32
             tensors (49 regions × 20 words × 8 heads: 0.3 MB per pair). Small blocks are also
             faster on CPU: a 32 × 64 training batch scores in 0.65 s forward + backward with
-            256-pair blocks and 1.9 s in one block (2 cores), where fresh large buffers cost
-            page faults. In training autograd keeps every block, so memory is bounded at
-            evaluation only.
+            256-pair blocks and 1.9 s in one block (2 cores, before checkpointing), where fresh
+            large buffers cost page faults. `score_pairs` gathers `pair_chunk` pairs at a time.
+        checkpoint_blocks: with gradients, recompute each block in the backward pass instead of
+            keeping its intermediates (`baselines.heads.blocks.call_block`), so a training step
+            holds one block's at a time, not batch² × H × R × L; forward values are unchanged.
     """
 
     def __init__(
@@ -210,6 +215,7 @@ class AsCLFusionHead(nn.Module):
         lambda_i2t: float = 4.0,
         lambda_t2i: float = 9.0,
         pair_chunk: int = 256,
+        checkpoint_blocks: bool = True,
     ) -> None:
         super().__init__()
         if heads < 1 or pair_chunk < 1 or embed_dim % heads:
@@ -218,6 +224,7 @@ class AsCLFusionHead(nn.Module):
             )
         self.u1, self.global_pooling, self.embed_dim, self.heads = u1, global_pooling, embed_dim, heads
         self.lambda_i2t, self.lambda_t2i, self.pair_chunk = lambda_i2t, lambda_t2i, pair_chunk
+        self.checkpoint_blocks = checkpoint_blocks
         self.reads_pairing_labels = global_pooling == "ground-truth-partner"
         self.text_fc = nn.Linear(embed_dim, embed_dim)  # W_c (the code's fc_text)
         nn.init.xavier_uniform_(self.text_fc.weight)
@@ -265,16 +272,44 @@ class AsCLFusionHead(nn.Module):
         with torch.autocast(images.vectors.device.type, enabled=False):
             return self._partner_scores(images, texts, image_of_caption, first)
 
+    def score_pairs(
+        self, images: VectorSets, texts: VectorSets, image_index: torch.Tensor, caption_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores of explicit pairs (re-rank, `harness.capabilities.ScoresPairs`): entry p =
+        s(images[image_index[p]], texts[caption_index[p]]).
+
+        images [n_i, R, d] (+ summary [n_i, d]), texts [n_c, L, d]; image_index, caption_index
+        int64 [P] -> [P], those entries of `forward(images, texts)` up to float32 rounding. Pair
+        p's sets are gathered side by side, `pair_chunk` pairs at a time, and scored in the
+        ALIGNED layout. Only ``global_pooling = "pair"`` scores a pair on its own.
+        """
+        if self.global_pooling != "pair":
+            raise UserError(
+                'ascl-fusion: re-rank evaluation needs global_pooling = "pair" (ground-truth partners pool over the split)'
+            )
+        self._check(images, texts)
+        if image_index.shape != caption_index.shape or image_index.dim() != 1:
+            raise UserError(
+                f"ascl-fusion: score_pairs takes two index vectors of one length (got {tuple(image_index.shape)} "
+                f"and {tuple(caption_index.shape)})"
+            )
+        if len(image_index) == 0:
+            dtype = torch.promote_types(torch.promote_types(images.vectors.dtype, texts.vectors.dtype), torch.float32)
+            return images.vectors.new_zeros(0, dtype=dtype)
+        with torch.autocast(images.vectors.device.type, enabled=False):
+            return self._aligned(images, texts, image_index, caption_index, partial(self._pair_scores, layout=ALIGNED))
+
     # -- scoring -------------------------------------------------------------------------------
 
-    def _pair_scores(self, images: VectorSets, texts: VectorSets) -> torch.Tensor:
-        """Every pair of a block, its global branch per pair: [bi] × [bc] -> [bi, bc]."""
-        att = self._attend(images, texts, ALL_PAIRS)
+    def _pair_scores(self, images: VectorSets, texts: VectorSets, layout: PairLayout = ALL_PAIRS) -> torch.Tensor:
+        """The pairs of a block, each global branch pooled within its pair: [bi] × [bc] -> [bi, bc]
+        (ALL_PAIRS), or [P] × [P] -> [P] (ALIGNED)."""
+        att = self._attend(images, texts, layout)
         local = local_score(att) if self.u1 > 0 else 0
         if self.u1 == 1:
             return local
         text_global = self._text_global(pooled_text(att))
-        image_global = self._image_global(pooled_image(att), self._summary(images)[:, None])
+        image_global = self._image_global(pooled_image(att), layout.lift_image(self._summary(images)))
         return self.u1 * local + (1 - self.u1) * (text_global * image_global).sum(-1)
 
     def _partner_scores(
@@ -330,16 +365,10 @@ class AsCLFusionHead(nn.Module):
     # -- blocks ----------------------------------------------------------------------------------
 
     def _blockwise(self, images: VectorSets, texts: VectorSets, score: PairScore) -> torch.Tensor:
-        """[n_i, n_c] from blocks of at most `pair_chunk` pairs, each scored at once by `score`."""
-        caption_block = min(len(texts), self.pair_chunk)
-        image_block = max(1, self.pair_chunk // caption_block)
-        rows = []
-        for i in range(0, len(images), image_block):
-            blocks = [
-                score(images[i : i + image_block], texts[j : j + caption_block]) for j in range(0, len(texts), caption_block)
-            ]
-            rows.append(torch.cat(blocks, dim=1))
-        return torch.cat(rows, dim=0)
+        """[n_i, n_c] from blocks of at most `pair_chunk` pairs, each scored at once by `score`
+        (`baselines.heads.blocks.score_blockwise`; checkpointed with gradients)."""
+        checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
+        return score_blockwise(images, texts, self.pair_chunk, score, checkpointed=checkpointed)
 
     def _aligned(
         self,
@@ -349,13 +378,14 @@ class AsCLFusionHead(nn.Module):
         caption_index: torch.Tensor,
         embed: PairScore,
     ) -> torch.Tensor:
-        """embed(images[image_index[p]], texts[caption_index[p]]) for every aligned pair p, [P, d],
-        gathered `pair_chunk` pairs at a time."""
-        parts = []
-        for start in range(0, len(image_index), self.pair_chunk):
-            rows = slice(start, start + self.pair_chunk)
-            parts.append(embed(images[image_index[rows]], texts[caption_index[rows]]))
-        return torch.cat(parts)
+        """embed(images[image_index[p]], texts[caption_index[p]]) for every aligned pair p, [P, ...],
+        gathered `pair_chunk` pairs at a time (`baselines.heads.blocks.score_in_chunks`)."""
+        checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
+
+        def block(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+            return embed(gather(images, image_rows), gather(texts, caption_rows))
+
+        return score_in_chunks(block, image_index, caption_index, self.pair_chunk, checkpointed=checkpointed)
 
     def _check(self, images: VectorSets, texts: VectorSets) -> None:
         """One-line errors for encoders this head cannot read."""

@@ -131,6 +131,17 @@ def test_interrupted_extraction_resumes_from_the_last_finished_shard(tmp_path):
     np.testing.assert_array_equal(features["pooled"][np.arange(7)][:, 0], np.arange(7))
 
 
+def test_features_are_memory_mapped_from_their_first_computation_on(tmp_path):
+    """A split's shards are read back from disk once written: memory does not hold the whole
+    split's features on the first run either (COCO train: tens of GB)."""
+    split = image_split(tmp_path, 7)
+    features = split_image_features(split, CountingBackbone(), FeatureCache(tmp_path / "cache"), shard_size=3)
+    assert isinstance(features["pooled"], ShardedArray)
+    assert all(isinstance(shard, np.memmap) for shard in features["pooled"].shards)
+    calls, compute = compute_counter()
+    assert isinstance(FeatureCache(tmp_path / "texts").get_or_compute({"texts": "t"}, compute)["pooled"], np.memmap)
+
+
 def test_sharded_array_reads_rows_across_shards_in_any_order():
     sharded = ShardedArray([np.arange(3)[:, None], np.arange(3, 5)[:, None], np.arange(5, 9)[:, None]])
     assert sharded.shape == (9, 1) and len(sharded) == 9

@@ -1,4 +1,4 @@
-"""Retrieval metrics: rank conventions of the VSE evaluation code (vse_baselines.md §4.2)."""
+"""Retrieval metrics: the rank conventions of the VSE evaluation code (docs/experiments.md, "Metrics")."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from baselines.scan.attention import clipped_l2norm
 from baselines.scan.heads import StackedCrossAttentionHead
 from harness.embeddings import VectorSets
 from harness.errors import UserError
+from tests.helpers import saved_elements
 
 VARIANTS = {  # the four recipes of the SCAN README
     "t-i-avg": dict(direction="t2i", aggregation="avg", lambda_softmax=9.0, lambda_lse=6.0),
@@ -220,3 +221,85 @@ def test_out_of_range_options_are_rejected_with_a_user_error(options):
 def test_global_embeddings_are_rejected_with_a_user_error():
     with pytest.raises(UserError, match="VectorSets"):
         StackedCrossAttentionHead(None)(torch.randn(2, 8), torch.randn(3, 8))
+
+
+def random_pairs(n_pairs: int, n_images: int, n_captions: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        torch.randint(0, n_images, (n_pairs,), generator=generator),
+        torch.randint(0, n_captions, (n_pairs,), generator=generator),
+    )
+
+
+@pytest.mark.parametrize("pair_chunk", [4, 16384])
+def test_score_pairs_equal_the_dense_entries(pairs, variant, pair_chunk):
+    images, texts = (sets.float() for sets in pairs)
+    head = StackedCrossAttentionHead(None, **variant, pair_chunk=pair_chunk)
+    image_index, caption_index = random_pairs(23, len(images), len(texts), seed=4)  # 23: not a multiple of a chunk
+    scores = head.score_pairs(images, texts, image_index, caption_index)
+    assert scores.shape == (23,) and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, head(images, texts)[image_index, caption_index])
+
+
+def test_score_pairs_of_a_re_rank_list_with_every_candidate(pairs, variant):
+    # query-major, as re-rank asks: every image with all 7 captions, then every caption with all 5 images
+    images, texts = pairs
+    head = StackedCrossAttentionHead(None, **variant, pair_chunk=10)
+    dense = head(images, texts)
+    image_queries = torch.arange(5).repeat_interleave(7), torch.arange(7).repeat(5)
+    torch.testing.assert_close(head.score_pairs(images, texts, *image_queries), dense.flatten())
+    caption_queries = torch.arange(5).repeat(7), torch.arange(7).repeat_interleave(5)
+    torch.testing.assert_close(head.score_pairs(images, texts, *caption_queries), dense.T.flatten())
+
+
+def test_score_pairs_of_no_pairs_is_empty(pairs):
+    images, texts = pairs
+    empty = torch.zeros(0, dtype=torch.int64)
+    scores = StackedCrossAttentionHead(None).score_pairs(images, texts, empty, empty)
+    assert scores.shape == (0,) and scores.dtype == torch.float64
+
+
+def test_score_pairs_rejects_index_vectors_of_different_lengths(pairs):
+    images, texts = pairs
+    with pytest.raises(UserError, match="one length"):
+        StackedCrossAttentionHead(None).score_pairs(images, texts, torch.tensor([0, 1]), torch.tensor([0]))
+
+
+def leaves(images: VectorSets, texts: VectorSets) -> tuple[VectorSets, VectorSets, list[torch.Tensor]]:
+    regions, words = images.vectors.clone().requires_grad_(), texts.vectors.clone().requires_grad_()
+    return VectorSets(regions, images.lengths), VectorSets(words, texts.lengths), [regions, words]
+
+
+@pytest.mark.parametrize("entry", ["forward", "score_pairs"])
+def test_checkpointed_blocks_give_the_same_scores_and_gradients(pairs, variant, entry):
+    image_index, caption_index = random_pairs(19, 5, 7, seed=5)
+    results = []
+    for checkpoint_blocks in (False, True):
+        head = StackedCrossAttentionHead(None, **variant, pair_chunk=6, checkpoint_blocks=checkpoint_blocks)
+        images, texts, inputs = leaves(*pairs)
+        if entry == "forward":
+            scores = head(images, texts)
+        else:
+            scores = head.score_pairs(images, texts, image_index, caption_index)
+        weights = torch.randn(scores.shape, generator=torch.Generator().manual_seed(6), dtype=scores.dtype)
+        results.append((scores, torch.autograd.grad((weights * scores).sum(), inputs)))
+    (plain, plain_grads), (checkpointed, checkpointed_grads) = results
+    torch.testing.assert_close(checkpointed, plain, rtol=0, atol=0)
+    for checkpointed_grad, plain_grad in zip(checkpointed_grads, plain_grads):
+        torch.testing.assert_close(checkpointed_grad, plain_grad)
+
+
+def test_training_keeps_no_block_intermediates_by_default(pairs):
+    # 5 images × 7 captions in 10 blocks (1 image × 6 or 1 captions): with gradients, autograd
+    # keeps only what lies outside the blocks; without checkpointing, every block's
+    # intermediates. A call that is one block is run plainly: there is nothing to gain.
+    head = StackedCrossAttentionHead(None, pair_chunk=6)
+    assert head.checkpoint_blocks is True
+    images, texts, _ = leaves(*pairs)
+    _, default = saved_elements(lambda: head(images, texts))
+    head.checkpoint_blocks = False
+    _, kept = saved_elements(lambda: head(images, texts))
+    assert default < kept / 10
+    one_block = StackedCrossAttentionHead(None)
+    _, single = saved_elements(lambda: one_block(images, texts))
+    assert single > kept / 2

@@ -37,6 +37,7 @@ def test_scan_defaults_are_the_papers_t_i_avg_recipe(tmp_path, registry):
         "aggregation": "avg",
         "lambda_lse": 6.0,
         "pair_chunk": 16384,
+        "checkpoint_blocks": True,
     }
     assert resolved["text_encoder"]["bidirectional"] is True
     assert resolved["stages"]["main"]["loss"]["margin"] == 0.2

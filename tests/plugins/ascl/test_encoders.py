@@ -11,6 +11,7 @@ import torch
 from baselines.vse.encoders import l2_normalize
 from harness.embeddings import concat
 from harness.interfaces import BuildContext
+from harness.training.model import gather
 from plugins.ascl.encoders import AsCLImageEncoder, AsCLTextEncoder
 from plugins.ascl.generators import GaussianNoise
 from plugins.ascl.heads import AsCLFusionHead
@@ -58,9 +59,20 @@ def test_image_encoder_gives_unit_regions_and_the_projected_global_vector_as_sum
     torch.testing.assert_close(out.summary, encoder.global_fc(l2_normalize(features["pooled"])))
 
 
+def prepared(encoder: AsCLTextEncoder, captions: list[str]) -> dict[str, torch.Tensor]:
+    """What the trainer feeds the encoder: the rows of its prepared (memory-mapped) inputs."""
+    return gather(encoder.prepare(captions), torch.arange(len(captions)), torch.device("cpu"))
+
+
+def test_text_encoder_prepares_the_frozen_features_without_copying_them():
+    frozen = FakeFrozenText()
+    inputs = AsCLTextEncoder(context(frozen), embed_dim=16).prepare(["A dog runs."])
+    assert all(isinstance(value, np.ndarray) for value in inputs.values())
+
+
 def test_text_encoder_projects_every_token_including_cls_and_sep_and_zeroes_padding():
     encoder = AsCLTextEncoder(context(), embed_dim=16)
-    inputs = encoder.prepare(["A dog runs.", "Cat!"])
+    inputs = prepared(encoder, ["A dog runs.", "Cat!"])
     assert inputs["lengths"].tolist() == [5, 3]  # [CLS] a dog runs [SEP]; [CLS] cat [SEP]
     out = encoder(inputs)
     torch.testing.assert_close(out.vectors[0], encoder.word_fc(inputs["tokens"][0]))
@@ -78,7 +90,7 @@ def test_text_encoder_cleans_captions_like_pre_caption():
 
 def test_text_encoder_trims_a_batch_to_its_longest_caption():
     encoder = AsCLTextEncoder(context(), embed_dim=16)
-    inputs = encoder.prepare(["one two three four five", "a b"])
+    inputs = prepared(encoder, ["one two three four five", "a b"])
     batch = {name: value[1:] for name, value in inputs.items()}
     assert encoder(batch).vectors.shape == (1, 4, 16)
 
@@ -91,7 +103,7 @@ def test_gradients_are_finite_through_encoders_negatives_and_head(global_pooling
     text_encoder = AsCLTextEncoder(ctx, embed_dim=16)
     head = AsCLFusionHead(ctx, embed_dim=16, global_pooling=global_pooling)
     images = image_encoder(image_features(3))
-    texts = text_encoder(text_encoder.prepare(["a dog on a sofa", "two cats", "a long red bus in a busy street"]))
+    texts = text_encoder(prepared(text_encoder, ["a dog on a sofa", "two cats", "a long red bus in a busy street"]))
     texts = concat([texts, GaussianNoise(ctx)(texts, torch.Generator().manual_seed(0))])
     loss = AsCLInfoNCE(ctx)(head(images, texts), torch.arange(3))
     loss.backward()

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from harness.embeddings import VectorSets
+from harness.errors import UserError
 from plugins.ascl.heads import AsCLFusionHead
+from tests.helpers import saved_elements
 
 DIM, HEADS = 32, 8
 REGIONS = [5, 3, 4]  # uneven: padded region sets too
@@ -163,3 +165,89 @@ def test_ground_truth_partner_mode_leaks_the_partner_into_other_pairs(batch):
     changed = pack([image_rows[0], rows(replacement)[0], image_rows[2]], torch.stack([images.summary[0], replacement.summary[0], images.summary[2]]))
     assert abs(leaky(changed, texts)[0, 1] - leaky(images, texts)[0, 1]) > 1e-4
     torch.testing.assert_close(clean(changed, texts)[0, 1], clean(images, texts)[0, 1], rtol=0, atol=1e-12)
+
+
+def random_pairs(n_pairs: int, n_images: int, n_captions: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        torch.randint(0, n_images, (n_pairs,), generator=generator),
+        torch.randint(0, n_captions, (n_pairs,), generator=generator),
+    )
+
+
+@pytest.mark.parametrize("u1", [0.0, 0.8, 1.0])
+@pytest.mark.parametrize("pair_chunk", [4, 256])
+def test_score_pairs_equal_the_dense_entries(batch, u1, pair_chunk):
+    images, texts = (sets.float() for sets in batch)
+    model = head(u1=u1, pair_chunk=pair_chunk).float()
+    image_index, caption_index = random_pairs(11, len(images), len(texts), seed=4)  # 11: not a multiple of 4
+    scores = model.score_pairs(images, texts, image_index, caption_index)
+    assert scores.shape == (11,) and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, model(images, texts)[image_index, caption_index])
+
+
+def test_score_pairs_of_a_re_rank_list_with_every_candidate(batch):
+    images, texts = batch
+    model = head(pair_chunk=5)
+    image_index, caption_index = torch.arange(3).repeat_interleave(6), torch.arange(6).repeat(3)
+    torch.testing.assert_close(model.score_pairs(images, texts, image_index, caption_index), model(images, texts).flatten())
+
+
+def test_score_pairs_of_no_pairs_is_empty(batch):
+    images, texts = batch
+    empty = torch.zeros(0, dtype=torch.int64)
+    scores = head().score_pairs(images, texts, empty, empty)
+    assert scores.shape == (0,) and scores.dtype == torch.float64
+
+
+def test_score_pairs_with_ground_truth_partners_is_refused(batch):
+    images, texts = batch
+    with pytest.raises(UserError, match='re-rank evaluation needs global_pooling = "pair"'):
+        head(global_pooling="ground-truth-partner").score_pairs(images, texts, torch.tensor([0]), torch.tensor([0]))
+
+
+def leaves(images: VectorSets, texts: VectorSets) -> tuple[VectorSets, VectorSets, list[torch.Tensor]]:
+    regions, summary, words = (t.clone().requires_grad_() for t in (images.vectors, images.summary, texts.vectors))
+    return VectorSets(regions, images.lengths, summary), VectorSets(words, texts.lengths), [regions, summary, words]
+
+
+@pytest.mark.parametrize(
+    "global_pooling, entry",
+    [("pair", "forward"), ("pair", "score_pairs"), ("ground-truth-partner", "forward")],
+)
+@pytest.mark.parametrize("u1", [0.0, 0.8, 1.0])
+def test_checkpointed_blocks_give_the_same_scores_and_gradients(batch, u1, global_pooling, entry):
+    image_index, caption_index = random_pairs(10, 3, 6, seed=5)
+    results = []
+    for checkpoint_blocks in (False, True):
+        model = head(u1=u1, global_pooling=global_pooling, pair_chunk=4, checkpoint_blocks=checkpoint_blocks)
+        images, texts, inputs = leaves(*batch)
+        if entry == "forward":
+            scores = model(images, texts)
+        else:
+            scores = model.score_pairs(images, texts, image_index, caption_index)
+        weights = torch.randn(scores.shape, generator=torch.Generator().manual_seed(6), dtype=scores.dtype)
+        trained = inputs + [p for p in model.parameters() if p.requires_grad]
+        results.append((scores, torch.autograd.grad((weights * scores).sum(), trained, allow_unused=True)))
+    (plain, plain_grads), (checkpointed, checkpointed_grads) = results
+    torch.testing.assert_close(checkpointed, plain, rtol=0, atol=0)
+    assert len(checkpointed_grads) == len(plain_grads)
+    for checkpointed_grad, plain_grad in zip(checkpointed_grads, plain_grads):
+        if plain_grad is None:  # the global vector, with u1 = 1
+            assert checkpointed_grad is None
+        else:
+            torch.testing.assert_close(checkpointed_grad, plain_grad)
+
+
+@pytest.mark.parametrize("global_pooling", ["pair", "ground-truth-partner"])
+def test_training_keeps_no_block_intermediates_by_default(batch, global_pooling):
+    # 3 images × 6 captions in blocks of 4 pairs: with gradients, autograd keeps only what lies
+    # outside the blocks, far less than every block's intermediates.
+    model = head(global_pooling=global_pooling, pair_chunk=4)
+    assert model.checkpoint_blocks is True
+    images, texts, _ = leaves(*batch)
+    _, default = saved_elements(lambda: model(images, texts))
+    model.checkpoint_blocks = False
+    _, kept = saved_elements(lambda: model(images, texts))
+    assert default < kept / 5
+
