@@ -164,6 +164,77 @@ def aligned_cross_attention(
     return scores[:, 0]
 
 
+def context_grouped_cross_attention(
+    contexts: torch.Tensor,
+    context_mask: torch.Tensor,
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    *,
+    context_gram: torch.Tensor,
+    query_sq_norm: torch.Tensor,
+    lambda_softmax: float,
+    aggregation: Aggregation,
+    lambda_lse: float,
+) -> torch.Tensor:
+    """Scores of context set o with each of its own P query sets (re-rank lists grouped by a
+    context set): [O, P], the entries `stacked_cross_attention` gives these pairs.
+
+    Args:
+        contexts: [O, C, D], context_mask bool [O, C], context_gram [O, C, C]: one set per group.
+        queries: [O, P, Q, D], query_mask bool [O, P, Q], query_sq_norm [O, P, Q]: group o's P
+            candidates. Zero padded, as in `stacked_cross_attention`.
+
+    The block layout [O, C, P, Q] is `_attend_and_score`'s own; the affinities are one
+    [C, D] × [D, P·Q] product per group, and no context set is copied per pair.
+    """
+    n_sets, n_contexts, dim = contexts.shape
+    _, n_query_sets, n_queries, _ = queries.shape
+    affinity = torch.bmm(contexts, queries.reshape(n_sets, n_query_sets * n_queries, dim).transpose(1, 2))
+    return _attend_and_score(
+        affinity.view(n_sets, n_contexts, n_query_sets, n_queries), context_gram, context_mask,
+        query_sq_norm, query_mask, lambda_softmax, aggregation, lambda_lse,
+    )
+
+
+def query_grouped_cross_attention(
+    contexts: torch.Tensor,
+    context_mask: torch.Tensor,
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    *,
+    context_gram: torch.Tensor,
+    query_sq_norm: torch.Tensor,
+    lambda_softmax: float,
+    aggregation: Aggregation,
+    lambda_lse: float,
+) -> torch.Tensor:
+    """Scores of query set o with each of its own P context sets (re-rank lists grouped by a
+    query set): [O, P], the entries `stacked_cross_attention` gives these pairs.
+
+    Args:
+        contexts: [O, P, C, D], context_mask bool [O, P, C], context_gram [O, P, C, C]: group
+            o's P candidates.
+        queries: [O, Q, D], query_mask bool [O, Q], query_sq_norm [O, Q]: one set per group.
+
+    The affinities are one [P·C, D] × [D, Q] product per group; the pairs then take the
+    aligned layout [O·P, C, 1, Q] (`aligned_cross_attention`), with the query's norms and mask
+    broadcast, not copied per pair.
+    """
+    n_sets, n_context_sets, n_contexts, dim = contexts.shape
+    n_queries = queries.shape[1]
+    affinity = torch.bmm(contexts.reshape(n_sets, n_context_sets * n_contexts, dim), queries.transpose(1, 2))
+    n_pairs = n_sets * n_context_sets
+    scores = _attend_and_score(
+        affinity.view(n_pairs, n_contexts, 1, n_queries),
+        context_gram.reshape(n_pairs, n_contexts, n_contexts),
+        context_mask.reshape(n_pairs, n_contexts),
+        query_sq_norm[:, None].expand(n_sets, n_context_sets, n_queries).reshape(n_pairs, 1, n_queries),
+        query_mask[:, None].expand(n_sets, n_context_sets, n_queries).reshape(n_pairs, 1, n_queries),
+        lambda_softmax, aggregation, lambda_lse,
+    )
+    return scores.view(n_sets, n_context_sets)
+
+
 def _attend_and_score(
     affinity: torch.Tensor,
     gram: torch.Tensor,

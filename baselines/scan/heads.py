@@ -7,8 +7,21 @@ from typing import Literal
 import torch
 from torch import nn
 
-from baselines.heads.blocks import gather, needs_checkpoint, score_blockwise, score_in_chunks, zero_padding
-from baselines.scan.attention import Aggregation, aligned_cross_attention, stacked_cross_attention
+from baselines.heads.blocks import (
+    gather,
+    needs_checkpoint,
+    padding_is_zero,
+    score_blockwise,
+    score_grouped,
+    zero_padding,
+)
+from baselines.scan.attention import (
+    Aggregation,
+    aligned_cross_attention,
+    context_grouped_cross_attention,
+    query_grouped_cross_attention,
+    stacked_cross_attention,
+)
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 
@@ -102,19 +115,41 @@ class StackedCrossAttentionHead(nn.Module):
             return images.vectors.new_zeros(0, dtype=dtype)
         chunk = self._pairs_per_gather(images, texts)
         checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
+        t2i = self.direction == "t2i"
+        contexts, queries = (images, texts) if t2i else (texts, images)
         with torch.autocast(images.vectors.device.type, enabled=False):
-            if self.direction == "t2i":
-                grams, sq_norms = _set_statistics(images, texts, chunk)
+            grams, sq_norms = _set_statistics(contexts, queries, chunk)
+            # padding already zero: gathered copies need no zeroing (with gradients they keep the
+            # masking, which stops gradients into the padding)
+            zeroed = tuple(
+                not (torch.is_grad_enabled() and sets.vectors.requires_grad) and padding_is_zero(sets, chunk)
+                for sets in (contexts, queries)
+            )
 
-                def block(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
-                    return self._score_aligned(images, texts, grams, sq_norms, image_rows, caption_rows)
-            else:
-                grams, sq_norms = _set_statistics(texts, images, chunk)
+            def aligned(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+                context_rows, query_rows = (image_rows, caption_rows) if t2i else (caption_rows, image_rows)
+                return self._score_aligned(contexts, queries, grams, sq_norms, context_rows, query_rows, zeroed)
 
-                def block(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
-                    return self._score_aligned(texts, images, grams, sq_norms, caption_rows, image_rows)
+            def grouped(by: str, query_rows: torch.Tensor, candidate_rows: torch.Tensor) -> torch.Tensor:
+                if (by == "image") == t2i:  # each group is one context set with its candidate query sets
+                    return self._score_context_grouped(contexts, queries, grams, sq_norms, query_rows, candidate_rows, zeroed)
+                return self._score_query_grouped(contexts, queries, grams, sq_norms, candidate_rows, query_rows, zeroed)
 
-            return score_in_chunks(block, image_index, caption_index, chunk, checkpointed=checkpointed)
+            grouped_chunk = {
+                "image": self._pairs_per_group(texts.vectors.shape[1], images, texts),
+                "caption": self._pairs_per_group(images.vectors.shape[1], images, texts),
+            }
+            set_cost = {"image": images.vectors[0].numel(), "caption": texts.vectors[0].numel()}
+            return score_grouped(
+                grouped, aligned, image_index, caption_index, chunk, grouped_chunk, set_cost, checkpointed=checkpointed
+            )
+
+    def _pairs_per_group(self, candidate_width: int, images: VectorSets, texts: VectorSets) -> int:
+        """Pairs per grouped `score_pairs` block: as `_pairs_per_gather`, but only the candidates'
+        sets (candidate_width·D floats per pair) are gathered per pair."""
+        n_regions, n_words, dim = images.vectors.shape[1], texts.vectors.shape[1], images.vectors.shape[2]
+        block = 6 * n_regions * n_words
+        return max(1, min(self.pair_chunk, self.pair_chunk * block // (candidate_width * dim + block)))
 
     def _pairs_per_gather(self, images: VectorSets, texts: VectorSets) -> int:
         """Pairs per `score_pairs` chunk: `pair_chunk`, or fewer so that a chunk, (R + L)·D
@@ -144,13 +179,14 @@ class StackedCrossAttentionHead(nn.Module):
         sq_norms: torch.Tensor,
         context_index: torch.Tensor,
         query_index: torch.Tensor,
+        zeroed: tuple[bool, bool] = (False, False),
     ) -> torch.Tensor:
         """Pairs (contexts[context_index[p]], queries[query_index[p]]) -> [P].
 
         contexts [n, C, D] with their Gram matrices grams [n, C, C]; queries [m, Q, D] with
         their squared norms sq_norms [m, Q] (`_set_statistics`).
         """
-        pair_contexts, pair_queries = gather(contexts, context_index), gather(queries, query_index)
+        pair_contexts, pair_queries = gather(contexts, context_index, zeroed[0]), gather(queries, query_index, zeroed[1])
         n_contexts, n_queries = pair_contexts.vectors.shape[1], pair_queries.vectors.shape[1]
         return aligned_cross_attention(
             pair_contexts.vectors,
@@ -159,6 +195,56 @@ class StackedCrossAttentionHead(nn.Module):
             pair_queries.mask(),
             context_gram=grams[context_index, :n_contexts, :n_contexts],
             query_sq_norm=sq_norms[query_index, :n_queries],
+            **self._options(),
+        )
+
+    def _score_context_grouped(
+        self,
+        contexts: VectorSets,
+        queries: VectorSets,
+        grams: torch.Tensor,
+        sq_norms: torch.Tensor,
+        context_rows: torch.Tensor,
+        query_rows: torch.Tensor,
+        zeroed: tuple[bool, bool],
+    ) -> torch.Tensor:
+        """Context set contexts[context_rows[o]] with queries[query_rows[o, p]]: [O] × [O, P] -> [O, P]."""
+        n_groups, n_candidates = query_rows.shape
+        group_contexts = gather(contexts, context_rows, zeroed[0])
+        pair_queries = gather(queries, query_rows.flatten(), zeroed[1])
+        n_contexts, n_queries, dim = group_contexts.vectors.shape[1], pair_queries.vectors.shape[1], contexts.vectors.shape[2]
+        return context_grouped_cross_attention(
+            group_contexts.vectors,
+            group_contexts.mask(),
+            pair_queries.vectors.view(n_groups, n_candidates, n_queries, dim),
+            pair_queries.mask().view(n_groups, n_candidates, n_queries),
+            context_gram=grams[context_rows, :n_contexts, :n_contexts],
+            query_sq_norm=sq_norms[query_rows, :n_queries],
+            **self._options(),
+        )
+
+    def _score_query_grouped(
+        self,
+        contexts: VectorSets,
+        queries: VectorSets,
+        grams: torch.Tensor,
+        sq_norms: torch.Tensor,
+        context_rows: torch.Tensor,
+        query_rows: torch.Tensor,
+        zeroed: tuple[bool, bool],
+    ) -> torch.Tensor:
+        """Query set queries[query_rows[o]] with contexts[context_rows[o, p]]: [O, P] × [O] -> [O, P]."""
+        n_groups, n_candidates = context_rows.shape
+        pair_contexts = gather(contexts, context_rows.flatten(), zeroed[0])
+        group_queries = gather(queries, query_rows, zeroed[1])
+        n_contexts, n_queries, dim = pair_contexts.vectors.shape[1], group_queries.vectors.shape[1], contexts.vectors.shape[2]
+        return query_grouped_cross_attention(
+            pair_contexts.vectors.view(n_groups, n_candidates, n_contexts, dim),
+            pair_contexts.mask().view(n_groups, n_candidates, n_contexts),
+            group_queries.vectors,
+            group_queries.mask(),
+            context_gram=grams[context_rows, :n_contexts, :n_contexts],
+            query_sq_norm=sq_norms[query_rows, :n_queries],
             **self._options(),
         )
 

@@ -27,14 +27,19 @@ and every mean, so a score is what the code computes on the unpadded sets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.heads.blocks import gather, needs_checkpoint, score_blockwise, score_in_chunks
+from baselines.heads.blocks import (
+    gather,
+    needs_checkpoint,
+    score_blockwise,
+    score_grouped,
+    score_in_chunks,
+)
 from baselines.vse.encoders import l2_normalize
 from harness.embeddings import VectorSets
 from harness.errors import UserError
@@ -51,7 +56,10 @@ class PairLayout:
 
     ``ALL_PAIRS``: every image of a block with every caption, pair axes [n_i, n_c].
     ``ALIGNED``: image p with caption p, one pair axis [P] (the ground-truth partners).
-    The fields are einsum labels; `lift_*` adds the missing pair axis for broadcasting.
+    ``BY_IMAGE``: image o with its own P captions, pair axes [O, P]; the captions come as
+    [O·P] sets, caption o·P + p belonging to image o (re-rank lists grouped by image).
+    ``BY_CAPTION``: likewise, caption o with its own P images.
+    The fields are einsum labels; `lift_*` adds the missing pair axes for broadcasting.
     """
 
     image: str
@@ -59,14 +67,28 @@ class PairLayout:
     pair: str
 
     def lift_image(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, None] if self.pair == "ij" else x
+        return self._lift(x, self.image)
 
     def lift_caption(self, x: torch.Tensor) -> torch.Tensor:
-        return x[None] if self.pair == "ij" else x
+        return self._lift(x, self.caption)
+
+    def _lift(self, x: torch.Tensor, labels: str) -> torch.Tensor:
+        for position, label in enumerate(self.pair):
+            if label not in labels:
+                x = x.unsqueeze(position)
+        return x
 
 
 ALL_PAIRS = PairLayout("i", "j", "ij")
 ALIGNED = PairLayout("p", "p", "p")
+BY_IMAGE = PairLayout("o", "op", "op")
+BY_CAPTION = PairLayout("op", "o", "op")
+
+
+def _unflatten_grouped(x: torch.Tensor, labels: str, groups: int) -> torch.Tensor:
+    """[O·P, ...] -> [O, P, ...] for the candidate side of a grouped layout (labels ``"op"``);
+    any other side as it is."""
+    return x.unflatten(0, (groups, -1)) if labels == "op" else x
 
 PairScore = Callable[[VectorSets, VectorSets], torch.Tensor]
 """A function of a block of images and captions: scores [bi, bc], or aligned scores [P] or embeddings [P, d]."""
@@ -77,7 +99,8 @@ class CrossAttention:
     """Both attention directions of a set of pairs; `...` is the layout's pair axes.
 
     Attributes:
-        regions: [n_i, H, R, d/H], words: [n_c, H, L, d/H] (per head, zero padded).
+        regions: [n_i, H, R, d/H], words: [n_c, H, L, d/H] (per head, zero padded; the candidate
+            side of a grouped layout [O, P, H, N, d/H]).
         region_mask: [..., 1, R, 1], word_mask: [..., 1, 1, L] (float, 1 for real items).
         affinity: A [..., H, R, L].
         i2t: α [..., H, R, L], each region's softmax over real words (λ_i2t).
@@ -102,6 +125,8 @@ def cross_attention(
     to a block)."""
     regions, region_mask = _split_heads(images, heads)
     words, word_mask = _split_heads(texts, heads)
+    regions, region_mask = (_unflatten_grouped(x, layout.image, len(texts)) for x in (regions, region_mask))
+    words, word_mask = (_unflatten_grouped(x, layout.caption, len(images)) for x in (words, word_mask))
     region_mask = layout.lift_image(region_mask)[..., None, :, None]
     word_mask = layout.lift_caption(word_mask)[..., None, None, :]
     affinity = torch.einsum(f"{layout.image}hrd,{layout.caption}htd->{layout.pair}hrt", regions, words)
@@ -135,8 +160,8 @@ def local_score(att: CrossAttention) -> torch.Tensor:
     layout, regions, words = att.layout, att.regions, att.words
     word_gram = words @ words.transpose(-1, -2)  # [n_c, H, L, L]
     region_gram = regions @ regions.transpose(-1, -2)  # [n_i, H, R, R]
-    region_sq = layout.lift_image(regions.square().sum((1, 3)))  # ‖v_r‖², [..., R]
-    word_sq = layout.lift_caption(words.square().sum((1, 3)))  # ‖w_t‖², [..., L]
+    region_sq = layout.lift_image(regions.square().sum((-3, -1)))  # ‖v_r‖², [..., R]
+    word_sq = layout.lift_caption(words.square().sum((-3, -1)))  # ‖w_t‖², [..., L]
 
     i2t_dot = (att.i2t * att.affinity).sum((-3, -1))  # [..., R]
     i2t_gram = torch.einsum(f"{layout.pair}hrt,{layout.caption}htu->{layout.pair}hru", att.i2t, word_gram)
@@ -279,9 +304,12 @@ class AsCLFusionHead(nn.Module):
         s(images[image_index[p]], texts[caption_index[p]]).
 
         images [n_i, R, d] (+ summary [n_i, d]), texts [n_c, L, d]; image_index, caption_index
-        int64 [P] -> [P], those entries of `forward(images, texts)` up to float32 rounding. Pair
-        p's sets are gathered side by side, `pair_chunk` pairs at a time, and scored in the
-        ALIGNED layout. Only ``global_pooling = "pair"`` scores a pair on its own.
+        int64 [P] -> [P], those entries of `forward(images, texts)` up to float32 rounding. Pairs
+        sharing an image (or a caption, whichever gathers less) are scored together, that set
+        gathered once with its candidates in the BY_IMAGE (BY_CAPTION) layout, `pair_chunk`
+        pairs a block (`baselines.heads.blocks.score_grouped`); pairs whose sets repeat nowhere
+        are gathered side by side and scored in the ALIGNED layout. Only ``global_pooling =
+        "pair"`` scores a pair on its own.
         """
         if self.global_pooling != "pair":
             raise UserError(
@@ -296,8 +324,22 @@ class AsCLFusionHead(nn.Module):
         if len(image_index) == 0:
             dtype = torch.promote_types(torch.promote_types(images.vectors.dtype, texts.vectors.dtype), torch.float32)
             return images.vectors.new_zeros(0, dtype=dtype)
+        checkpointed = needs_checkpoint(self.checkpoint_blocks, self, images, texts)
+
+        def aligned(image_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+            return self._pair_scores(gather(images, image_rows), gather(texts, caption_rows), ALIGNED)
+
+        def grouped(by: str, group_rows: torch.Tensor, candidate_rows: torch.Tensor) -> torch.Tensor:
+            if by == "image":
+                return self._pair_scores(gather(images, group_rows), gather(texts, candidate_rows.flatten()), BY_IMAGE)
+            return self._pair_scores(gather(images, candidate_rows.flatten()), gather(texts, group_rows), BY_CAPTION)
+
+        set_cost = {"image": images.vectors[0].numel() + images.summary.shape[-1], "caption": texts.vectors[0].numel()}
+        chunks = {"image": self.pair_chunk, "caption": self.pair_chunk}
         with torch.autocast(images.vectors.device.type, enabled=False):
-            return self._aligned(images, texts, image_index, caption_index, partial(self._pair_scores, layout=ALIGNED))
+            return score_grouped(
+                grouped, aligned, image_index, caption_index, self.pair_chunk, chunks, set_cost, checkpointed=checkpointed
+            )
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -309,7 +351,8 @@ class AsCLFusionHead(nn.Module):
         if self.u1 == 1:
             return local
         text_global = self._text_global(pooled_text(att))
-        image_global = self._image_global(pooled_image(att), layout.lift_image(self._summary(images)))
+        summary = _unflatten_grouped(self._summary(images), layout.image, len(texts))
+        image_global = self._image_global(pooled_image(att), layout.lift_image(summary))
         return self.u1 * local + (1 - self.u1) * (text_global * image_global).sum(-1)
 
     def _partner_scores(

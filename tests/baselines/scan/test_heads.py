@@ -252,6 +252,78 @@ def test_score_pairs_of_a_re_rank_list_with_every_candidate(pairs, variant):
     torch.testing.assert_close(head.score_pairs(images, texts, *caption_queries), dense.T.flatten())
 
 
+def grouped_pairs(
+    n_queries: int, n_candidates: int, k: int, last: int, seed: int, by: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A re-rank list: each query repeated k times with k random candidates, the last query
+    with only `last`; (image_index, caption_index) with the queries on the `by` side."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.tensor([k] * (n_queries - 1) + [last])
+    queries = torch.arange(n_queries).repeat_interleave(counts)
+    candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
+    return (queries, candidates) if by == "image" else (candidates, queries)
+
+
+@pytest.fixture(params=[1, 2], ids=["wide-captions", "wide-images"])
+def many_pairs(request):
+    """9 images with 2..7 regions (× 2 for wide-images) and 13 captions with 1..9 words, 8-d,
+    float32. Which set is wider decides the side `score_pairs` groups by (the other side's sets
+    are gathered per pair): captions for wide-captions, images for wide-images."""
+    generator = torch.Generator().manual_seed(3)
+    images = random_sets([request.param * n for n in [6, 3, 5, 7, 4, 2, 7, 6, 5]], 8, generator).float()
+    texts = random_sets([4, 9, 2, 7, 5, 3, 8, 1, 6, 9, 2, 5, 7], 8, generator).float()
+    return images, texts
+
+
+@pytest.mark.parametrize("pair_chunk", [7, 16384])
+@pytest.mark.parametrize("by", ["image", "caption"])
+@pytest.mark.parametrize("k, last", [(5, 3), (21, 20), (40, 17)])
+def test_score_pairs_of_grouped_lists_equal_the_dense_entries(many_pairs, variant, pair_chunk, by, k, last):
+    # k candidates per query (more than the other side has: candidates repeat), a short last
+    # group; k = 21, 40 pad to 32 and 48 pairs; pair_chunk = 7 cuts every group into pieces
+    images, texts = many_pairs
+    head = StackedCrossAttentionHead(None, **variant, pair_chunk=pair_chunk)
+    n_queries, n_candidates = (len(images), len(texts)) if by == "image" else (len(texts), len(images))
+    image_index, caption_index = grouped_pairs(n_queries, n_candidates, k, last, seed=7, by=by)
+    scores = head.score_pairs(images, texts, image_index, caption_index)
+    assert scores.shape == image_index.shape
+    torch.testing.assert_close(scores, head(images, texts)[image_index, caption_index])
+
+
+@pytest.mark.parametrize("pair_chunk", [7, 16384])
+def test_score_pairs_of_a_mixed_ungrouped_list_equal_the_dense_entries(many_pairs, variant, pair_chunk):
+    # both directions' groups, then random pairs, shuffled: runs of every length, singles included
+    images, texts = many_pairs
+    head = StackedCrossAttentionHead(None, **variant, pair_chunk=pair_chunk)
+    parts = [grouped_pairs(9, 13, 6, 2, seed=8, by="image"), grouped_pairs(13, 9, 4, 1, seed=9, by="caption")]
+    parts.append(random_pairs(31, 9, 13, seed=10))
+    image_index, caption_index = (torch.cat(part) for part in zip(*parts))
+    dense = head(images, texts)
+    torch.testing.assert_close(head.score_pairs(images, texts, image_index, caption_index), dense[image_index, caption_index])
+    shuffle = torch.randperm(len(image_index), generator=torch.Generator().manual_seed(11))
+    image_index, caption_index = image_index[shuffle], caption_index[shuffle]
+    torch.testing.assert_close(head.score_pairs(images, texts, image_index, caption_index), dense[image_index, caption_index])
+
+
+def test_score_pairs_of_a_list_without_repeated_sets_equal_the_dense_entries(many_pairs, variant):
+    images, texts = many_pairs
+    head = StackedCrossAttentionHead(None, **variant, pair_chunk=4)
+    image_index, caption_index = torch.randperm(9), torch.randperm(13)[:9]
+    torch.testing.assert_close(
+        head.score_pairs(images, texts, image_index, caption_index), head(images, texts)[image_index, caption_index]
+    )
+
+
+def test_score_pairs_ignore_nan_padding(many_pairs, variant):
+    images, texts = many_pairs
+    head = StackedCrossAttentionHead(None, **variant)
+    dense = head(images, texts)
+    padding = torch.arange(texts.vectors.shape[1])[None, :] >= texts.lengths[:, None]
+    texts = VectorSets(texts.vectors.masked_fill(padding[..., None], float("nan")), texts.lengths)
+    image_index, caption_index = grouped_pairs(9, 13, 5, 3, seed=12, by="image")
+    torch.testing.assert_close(head.score_pairs(images, texts, image_index, caption_index), dense[image_index, caption_index])
+
+
 def test_score_pairs_of_no_pairs_is_empty(pairs):
     images, texts = pairs
     empty = torch.zeros(0, dtype=torch.int64)

@@ -193,6 +193,51 @@ def test_score_pairs_of_a_re_rank_list_with_every_candidate(batch):
     torch.testing.assert_close(model.score_pairs(images, texts, image_index, caption_index), model(images, texts).flatten())
 
 
+def grouped_pairs(
+    n_queries: int, n_candidates: int, k: int, last: int, seed: int, by: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A re-rank list: each query repeated k times with k random candidates, the last query
+    with only `last`; (image_index, caption_index) with the queries on the `by` side."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.tensor([k] * (n_queries - 1) + [last])
+    queries = torch.arange(n_queries).repeat_interleave(counts)
+    candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
+    return (queries, candidates) if by == "image" else (candidates, queries)
+
+
+@pytest.mark.parametrize("u1", [0.0, 0.8, 1.0])
+@pytest.mark.parametrize("pair_chunk", [5, 256])
+@pytest.mark.parametrize("by", ["image", "caption"])
+@pytest.mark.parametrize("words", [WORDS, [9, 2, 12, 7, 4]], ids=["narrow-captions", "wide-captions"])
+def test_score_pairs_of_grouped_lists_equal_the_dense_entries(batch, u1, pair_chunk, by, words):
+    # 7 candidates per query (candidates repeat), a short last group; k = 19 pads to 32 at 256.
+    # Wide captions make score_pairs group by caption (gathering images per pair), narrow by image.
+    images, texts = (sets.float() for sets in batch)
+    if words is not WORDS:
+        texts = make_sets(words, torch.Generator().manual_seed(2)).float()
+    model = head(u1=u1, pair_chunk=pair_chunk).float()
+    dense = model(images, texts)
+    n_queries, n_candidates = (len(images), len(texts)) if by == "image" else (len(texts), len(images))
+    for k, last in [(7, 2), (19, 18)]:
+        image_index, caption_index = grouped_pairs(n_queries, n_candidates, k, last, seed=7, by=by)
+        torch.testing.assert_close(model.score_pairs(images, texts, image_index, caption_index), dense[image_index, caption_index])
+
+
+@pytest.mark.parametrize("u1", [0.0, 0.8, 1.0])
+def test_score_pairs_of_a_mixed_ungrouped_list_equal_the_dense_entries(batch, u1):
+    images, texts = (sets.float() for sets in batch)
+    model = head(u1=u1, pair_chunk=6).float()
+    n_images, n_captions = len(images), len(texts)
+    parts = [grouped_pairs(n_images, n_captions, 4, 2, seed=8, by="image"), grouped_pairs(n_captions, n_images, 3, 1, seed=9, by="caption")]
+    parts.append(random_pairs(13, n_images, n_captions, seed=10))
+    image_index, caption_index = (torch.cat(part) for part in zip(*parts))
+    shuffle = torch.randperm(len(image_index), generator=torch.Generator().manual_seed(11))
+    image_index, caption_index = image_index[shuffle], caption_index[shuffle]
+    torch.testing.assert_close(
+        model.score_pairs(images, texts, image_index, caption_index), model(images, texts)[image_index, caption_index]
+    )
+
+
 def test_score_pairs_of_no_pairs_is_empty(batch):
     images, texts = batch
     empty = torch.zeros(0, dtype=torch.int64)
