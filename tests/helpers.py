@@ -128,3 +128,15 @@ def saved_elements(function) -> tuple:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         result = function()
     return result, saved
+
+
+def grouped_pairs(n_queries: int, n_candidates: int, k: int, last: int, seed: int, by: str) -> tuple:
+    """A re-rank list: each query repeated k times with k random candidates, the last query
+    with only `last`; (image_index, caption_index) with the queries on the `by` side."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.tensor([k] * (n_queries - 1) + [last])
+    queries = torch.arange(n_queries).repeat_interleave(counts)
+    candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
+    return (queries, candidates) if by == "image" else (candidates, queries)

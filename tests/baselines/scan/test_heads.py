@@ -10,7 +10,7 @@ from baselines.scan.attention import clipped_l2norm
 from baselines.scan.heads import StackedCrossAttentionHead
 from harness.embeddings import VectorSets
 from harness.errors import UserError
-from tests.helpers import saved_elements
+from tests.helpers import grouped_pairs, saved_elements
 
 VARIANTS = {  # the four recipes of the SCAN README
     "t-i-avg": dict(direction="t2i", aggregation="avg", lambda_softmax=9.0, lambda_lse=6.0),
@@ -250,18 +250,6 @@ def test_score_pairs_of_a_re_rank_list_with_every_candidate(pairs, variant):
     torch.testing.assert_close(head.score_pairs(images, texts, *image_queries), dense.flatten())
     caption_queries = torch.arange(5).repeat(7), torch.arange(7).repeat_interleave(5)
     torch.testing.assert_close(head.score_pairs(images, texts, *caption_queries), dense.T.flatten())
-
-
-def grouped_pairs(
-    n_queries: int, n_candidates: int, k: int, last: int, seed: int, by: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A re-rank list: each query repeated k times with k random candidates, the last query
-    with only `last`; (image_index, caption_index) with the queries on the `by` side."""
-    generator = torch.Generator().manual_seed(seed)
-    counts = torch.tensor([k] * (n_queries - 1) + [last])
-    queries = torch.arange(n_queries).repeat_interleave(counts)
-    candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
-    return (queries, candidates) if by == "image" else (candidates, queries)
 
 
 @pytest.fixture(params=[1, 2], ids=["wide-captions", "wide-images"])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from harness.embeddings import VectorSets
 from harness.errors import UserError
 from plugins.ascl.heads import AsCLFusionHead
-from tests.helpers import saved_elements
+from tests.helpers import grouped_pairs, saved_elements
 
 DIM, HEADS = 32, 8
 REGIONS = [5, 3, 4]  # uneven: padded region sets too
@@ -191,18 +191,6 @@ def test_score_pairs_of_a_re_rank_list_with_every_candidate(batch):
     model = head(pair_chunk=5)
     image_index, caption_index = torch.arange(3).repeat_interleave(6), torch.arange(6).repeat(3)
     torch.testing.assert_close(model.score_pairs(images, texts, image_index, caption_index), model(images, texts).flatten())
-
-
-def grouped_pairs(
-    n_queries: int, n_candidates: int, k: int, last: int, seed: int, by: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A re-rank list: each query repeated k times with k random candidates, the last query
-    with only `last`; (image_index, caption_index) with the queries on the `by` side."""
-    generator = torch.Generator().manual_seed(seed)
-    counts = torch.tensor([k] * (n_queries - 1) + [last])
-    queries = torch.arange(n_queries).repeat_interleave(counts)
-    candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
-    return (queries, candidates) if by == "image" else (candidates, queries)
 
 
 @pytest.mark.parametrize("u1", [0.0, 0.8, 1.0])
