@@ -152,18 +152,24 @@ def own_random_numbers() -> Iterator[None]:
 SHARD_IMAGES = 2048
 """Images per cache entry: an interrupted extraction resumes from the last finished shard."""
 
+SHARD_CAPTIONS = 5 * SHARD_IMAGES
+"""Captions per cache entry: a shard of images' worth at COCO's five captions each. Frozen text
+tokens of COCO's 566k training captions are tens of GB; one shard is computed in memory at a time."""
+
 
 class ShardedArray:
     """Row-wise concatenation of arrays (memory-mapped cache shards) without copying them.
 
     Supports what training and evaluation need: ``len``, ``shape``, ``dtype`` and reading rows
-    by an index array or a slice, which touches only the shards that hold those rows.
+    by an index array or a slice, which touches only the shards that hold those rows. Shards may
+    differ in their trailing sizes (text tokens are padded to each shard's longest caption): the
+    array is as wide as its widest shard, zero beyond a shard's own width.
     """
 
     def __init__(self, shards: Sequence[np.ndarray]) -> None:
         self.shards = list(shards)
         self.offsets = np.cumsum([0] + [len(shard) for shard in self.shards])
-        self.shape = (int(self.offsets[-1]), *self.shards[0].shape[1:])
+        self.shape = (int(self.offsets[-1]), *np.max([shard.shape[1:] for shard in self.shards], axis=0).tolist())
         self.dtype = self.shards[0].dtype
 
     def __len__(self) -> int:
@@ -172,11 +178,19 @@ class ShardedArray:
     def __getitem__(self, rows: np.ndarray | slice) -> np.ndarray:
         rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
         shard_of_row = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        out = np.zeros((len(rows), *self.shape[1:]), dtype=self.dtype)
         for shard in np.unique(shard_of_row):
             mine = shard_of_row == shard
-            out[mine] = self.shards[shard][rows[mine] - self.offsets[shard]]
+            block = self.shards[shard][rows[mine] - self.offsets[shard]]
+            out[(mine, *(slice(0, size) for size in block.shape[1:]))] = block
         return out
+
+
+def concatenated(shards: Sequence[Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray | ShardedArray]:
+    """One mapping of arrays over a sequence of cache shards: the shard itself when alone."""
+    if len(shards) == 1:
+        return shards[0]
+    return {name: ShardedArray([shard[name] for shard in shards]) for name in shards[0]}
 
 
 def split_image_features(
@@ -194,9 +208,7 @@ def split_image_features(
             paths = split.image_paths[start : start + shard_size]
             parts = {"backbone": backbone.fingerprint, "images": file_digest(paths)}
             shards.append(cache.get_or_compute(parts, lambda paths=paths: backbone.encode_images(paths)))
-    if len(shards) == 1:
-        return shards[0]
-    return {name: ShardedArray([shard[name] for shard in shards]) for name in shards[0]}
+    return concatenated(shards)
 
 
 class CachedTextBackbone:
@@ -206,8 +218,9 @@ class CachedTextBackbone:
     features never load the text model.
     """
 
-    def __init__(self, build_backbone: Callable[[], Any], cache: FeatureCache) -> None:
+    def __init__(self, build_backbone: Callable[[], Any], cache: FeatureCache, shard_size: int = SHARD_CAPTIONS) -> None:
         self._build_backbone = build_backbone
+        self.shard_size = shard_size
         self._backbone: Any = None
         self.cache = cache
         self._transient = False
@@ -228,13 +241,21 @@ class CachedTextBackbone:
             self._backbone = self._build_backbone()
         return self._backbone
 
-    def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def encode_texts(self, texts: Sequence[str]) -> Mapping[str, np.ndarray | ShardedArray]:
+        """Frozen features of `texts`, cached in shards of `shard_size` texts (memory-mapped), so a
+        split's first extraction holds one shard in memory, never the whole split, and resumes
+        from the last finished shard when interrupted."""
         with own_random_numbers():
             if self._transient:
                 return self.backbone.encode_texts(list(texts))
-            digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
-            parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(texts)}
-            return self.cache.get_or_compute(parts, lambda: self.backbone.encode_texts(list(texts)))
+            starts = range(0, max(len(texts), 1), self.shard_size)
+            shards = []
+            for start in tqdm(starts, desc="text features", unit="shard", disable=None if len(starts) > 1 else True):
+                shard = list(texts[start : start + self.shard_size])
+                digest = hashlib.sha256("\0".join(shard).encode("utf-8")).hexdigest()
+                parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(shard)}
+                shards.append(self.cache.get_or_compute(parts, lambda shard=shard: self.backbone.encode_texts(shard)))
+            return concatenated(shards)
 
 
 def extract_dataset_features(

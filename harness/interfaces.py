@@ -85,6 +85,15 @@ class Dataset(Protocol):
 
 
 @runtime_checkable
+class SourcedDataset(Protocol):
+    """A dataset that also says where a split's data lies (optional): a local path, or a URL
+    such as its Hub page. MLflow records it as the source of the job's run inputs."""
+
+    def source(self, split: str) -> str:
+        """A local path or a URL."""
+
+
+@runtime_checkable
 class ImageBackbone(Protocol):
     """A frozen image model that turns image files into named feature arrays.
 
@@ -111,9 +120,15 @@ class TextBackbone(Protocol):
 
 
 class TextFeatureSource(Protocol):
-    """The frozen text backbone as components see it: cached, loaded only on first use."""
+    """The frozen text backbone as components see it: cached, loaded only on first use.
 
-    def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]: ...
+    `encode_texts` gives one array per feature, first axis len(texts). For a split's captions
+    they are memory-mapped cache shards behind a row-indexable view (``len``, ``shape``,
+    ``dtype``, ``view[rows]`` for an index array or a slice): read the rows you need, never
+    ``np.asarray`` the whole (COCO's training tokens are tens of GB).
+    """
+
+    def encode_texts(self, texts: Sequence[str]) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)

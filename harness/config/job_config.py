@@ -9,9 +9,10 @@ factory's signature.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness.config.roles import BACKBONE_ROLES, MODEL_ROLES
@@ -71,6 +72,9 @@ class EvalConfig(Strict):
     `rerank_k` candidates by a cheap global prefilter (ALBEF and BLIP: k = 256 on COCO, 128 on
     Flickr30K): the method's own global embeddings (``prefilter = "self"``) or those of another
     method of the experiment (its label), whose finished run on the same test split is reused.
+    The prefilter's exact top k runs on the evaluation device with torch, or with
+    ``prefilter_search = "faiss"`` on the host through faiss's exact inner-product index (the
+    ``faiss`` extra), for galleries too large for the device's memory.
     """
 
     device: str = Field("auto", description="auto: CUDA, then Apple MPS, then the CPU")
@@ -80,6 +84,14 @@ class EvalConfig(Strict):
     mode: Literal["full", "rerank"] = "full"
     rerank_k: PositiveInt = Field(128, description="rerank: candidates per query scored by the head")
     prefilter: str = Field("self", min_length=1, description="rerank: 'self' or the label of another method of the experiment")
+    prefilter_search: Literal["torch", "faiss"] = Field("torch", description="rerank: where the prefilter's exact top k is computed")
+
+    @field_validator("prefilter_search")
+    @classmethod
+    def _faiss_installed(cls, search: str) -> str:
+        if search == "faiss" and importlib.util.find_spec("faiss") is None:
+            raise PydanticCustomError("missing_extra", "'faiss' needs the faiss extra: pip install 'itr-harness[faiss]'")
+        return search
 
     @property
     def borrows_prefilter(self) -> bool:

@@ -123,13 +123,13 @@ class Rerank:
             fold_captions_t = torch.as_tensor(fold_captions, device=device)
             # i2t: each image query of the fold, its k best captions of the fold
             k = min(cfg.rerank_k, len(fold_captions))
-            picked = fold_captions_t[top_candidates(image_vectors[fold_images_t], text_vectors[fold_captions_t], k, cfg.score_chunk)]
+            picked = fold_captions_t[top_candidates(image_vectors[fold_images_t], text_vectors[fold_captions_t], k, cfg)]
             query = fold_images_t[:, None].expand_as(picked)
             hits["i2t"] += int((torch.as_tensor(labels, device=device)[picked] == query).any(1).sum())
             pairs["i2t"].append((query.reshape(-1), picked.reshape(-1)))
             # t2i: each caption query of the fold, its k best images of the fold
             k = min(cfg.rerank_k, len(fold_images))
-            picked = fold_images_t[top_candidates(text_vectors[fold_captions_t], image_vectors[fold_images_t], k, cfg.score_chunk)]
+            picked = fold_images_t[top_candidates(text_vectors[fold_captions_t], image_vectors[fold_images_t], k, cfg)]
             query = fold_captions_t[:, None].expand_as(picked)
             hits["t2i"] += int((picked == torch.as_tensor(labels, device=device)[query]).any(1).sum())
             pairs["t2i"].append((picked.reshape(-1), query.reshape(-1)))
@@ -171,12 +171,29 @@ def global_vectors(embeddings: Embeddings) -> torch.Tensor:
     return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
 
-def top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
-    """int64 [n_queries, k]: each query's k highest-scoring gallery items by dot product, exact,
-    `chunk` queries at a time so memory stays at chunk × n_gallery scores."""
-    return torch.cat(
-        [(queries[start : start + chunk] @ gallery.T).topk(k, dim=1).indices for start in range(0, len(queries), chunk)]
-    ) if len(queries) else torch.empty(0, k, dtype=torch.long, device=queries.device)
+def top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, cfg: EvalConfig) -> torch.Tensor:
+    """int64 [n_queries, k] on the queries' device: each query's k highest-scoring gallery items
+    by dot product, exact, `cfg.score_chunk` queries at a time so memory stays at chunk ×
+    n_gallery scores; through faiss on the host when ``cfg.prefilter_search = "faiss"``."""
+    if cfg.prefilter_search == "faiss":
+        return _faiss_top_candidates(queries, gallery, k, cfg.score_chunk)
+    if not len(queries):
+        return torch.empty(0, k, dtype=torch.long, device=queries.device)
+    chunk = cfg.score_chunk
+    return torch.cat([(queries[start : start + chunk] @ gallery.T).topk(k, dim=1).indices for start in range(0, len(queries), chunk)])
+
+
+def _faiss_top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """`top_candidates` through a flat (exact) faiss inner-product index on the host: the
+    gallery lives in host memory, not the device's."""
+    import faiss
+
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    for start in range(0, len(gallery), chunk):
+        index.add(np.ascontiguousarray(gallery[start : start + chunk].float().cpu().numpy()))
+    found = [index.search(np.ascontiguousarray(queries[start : start + chunk].float().cpu().numpy()), k)[1] for start in range(0, len(queries), chunk)]
+    indices = np.concatenate(found) if found else np.empty((0, k), dtype=np.int64)
+    return torch.from_numpy(indices.astype(np.int64)).to(queries.device)
 
 
 def pair_scores(

@@ -31,8 +31,9 @@ def finished(tmp_path_factory):
     """Both jobs of the experiment, run once: (results folder, {label: job run})."""
     folder = tmp_path_factory.mktemp("rerank")
     (folder / "rerank.toml").write_text(EXPERIMENT)
-    out = itr_in_process("run", str(folder / "rerank.toml"), "--results-dir", str(folder / "results"))
+    out = itr_in_process("run", str(folder / "rerank.toml"), "--results-dir", str(folder / "results"), "--quiet")
     assert out.code == 0, out.stderr[-3000:]
+    assert "training: epoch" not in out.stderr, "--quiet: no progress lines, though stderr is no terminal"
     assert out.stderr.index("vse++ on coco-demo") < out.stderr.index("scan on coco-demo"), "the prefilter runs first"
     runs = search_runs(folder / "results", "rerank", "tags.`itr.kind` = 'job'")
     return folder, {row["tags.itr.label"]: row for _, row in runs.iterrows()}
@@ -88,3 +89,13 @@ def test_an_unknown_prefilter_label_is_refused_when_planned(tmp_path):
     (tmp_path / "bad.toml").write_text(EXPERIMENT.replace('prefilter = "vse++"', 'prefilter = "vse+"'))
     out = itr_in_process("plan", str(tmp_path / "bad.toml"))
     assert out.code == 2 and "methods.scan.eval.prefilter: 'vse+' is not another method of this experiment (did you mean 'vse++'?)" in out.stderr
+
+
+def test_faiss_search_without_the_extra_is_refused_when_planned(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "faiss" else find_spec(name, *args))
+    (tmp_path / "faiss.toml").write_text(EXPERIMENT.replace('prefilter = "vse++"', 'prefilter = "vse++", prefilter_search = "faiss"'))
+    out = itr_in_process("plan", str(tmp_path / "faiss.toml"))
+    assert out.code == 2 and "prefilter_search: 'faiss' needs the faiss extra: pip install 'itr-harness[faiss]'" in out.stderr

@@ -96,6 +96,46 @@ def test_text_features_are_reused_across_backbone_instances(tmp_path):
     assert (second.cache.hits, features["sentence"].shape) == (1, (2, 2))
 
 
+class WordTokens:
+    """Frozen text stand-in: one token per word, each token the word's length, padded per call
+    to the call's longest text (as MiniLM pads to its batch's longest caption)."""
+
+    fingerprint = "word-tokens/v1"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode_texts(self, texts):
+        self.calls.append(len(texts))
+        words = [text.split() for text in texts]
+        tokens = np.zeros((len(texts), max(map(len, words)), 1), dtype=np.float32)
+        for row, text_words in enumerate(words):
+            tokens[row, : len(text_words), 0] = [len(word) for word in text_words]
+        return {"tokens": tokens, "lengths": np.array([len(w) for w in words], dtype=np.int64)}
+
+
+def test_text_features_are_cached_in_shards_that_read_as_one_array(tmp_path):
+    """A split's texts are encoded one shard at a time (COCO train: 566k captions, tens of GB of
+    tokens), each shard padded to its own longest text; read back, the shards are one array as
+    wide as the widest, zero beyond each text, the same as encoding all texts at once."""
+    texts = ["a cat", "one dog runs", "sky", "a b c d e", "tree", "two red birds", "x"]
+    sharded = CachedTextBackbone(WordTokens, FeatureCache(tmp_path / "sharded"), shard_size=3).encode_texts(texts)
+    whole = WordTokens().encode_texts(texts)
+    assert isinstance(sharded["tokens"], ShardedArray) and sharded["tokens"].shape == whole["tokens"].shape
+    rows = np.array([6, 3, 0, 4])
+    np.testing.assert_array_equal(sharded["tokens"][rows], whole["tokens"][rows])
+    np.testing.assert_array_equal(sharded["lengths"][np.arange(7)], whole["lengths"])
+
+
+def test_an_interrupted_text_extraction_resumes_from_its_last_shard(tmp_path):
+    texts = [f"caption number {i}" for i in range(7)]
+    first = CachedTextBackbone(WordTokens, FeatureCache(tmp_path), shard_size=3)
+    first.encode_texts(texts[:6])  # the first two shards of the split, as if stopped there
+    again = CachedTextBackbone(WordTokens, FeatureCache(tmp_path), shard_size=3)
+    again.encode_texts(texts)
+    assert again.backbone.calls == [1]  # only the last shard's one caption was encoded
+
+
 class CountingBackbone:
     fingerprint = "counting/v1"
 

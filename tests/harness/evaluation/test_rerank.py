@@ -108,11 +108,22 @@ def test_candidates_are_picked_within_each_fold():
     assert evaluation.metrics["folds/pairs_scored"] == 2 * 4 * (10 * 50), "each fold: 10 images × 50 captions, both directions"
 
 
-def test_top_candidates_are_exact_in_any_chunking():
+@pytest.mark.parametrize("search", ["torch", "faiss"])
+def test_top_candidates_are_exact_in_any_chunking(search):
     queries, gallery = torch.randn(23, 8), torch.randn(40, 8)
     expected = (queries @ gallery.T).topk(6, dim=1).indices
     for chunk in (1, 7, 64):
-        assert torch.equal(top_candidates(queries, gallery, 6, chunk), expected)
+        cfg = EvalConfig(score_chunk=chunk, prefilter_search=search)
+        assert torch.equal(top_candidates(queries, gallery, 6, cfg), expected)
+
+
+def test_faiss_search_re_ranks_as_the_torch_search_does():
+    data = split(n_images=12, per_image=3)
+    by_faiss = evaluate(Bilinear(16), data, mode="rerank", rerank_k=4, prefilter_search="faiss").metrics
+    by_torch = evaluate(Bilinear(16), data, mode="rerank", rerank_k=4).metrics
+    timing = {"full/eval_seconds", "eval_seconds"}
+    assert {k: v for k, v in by_faiss.items() if k not in timing} == pytest.approx({k: v for k, v in by_torch.items() if k not in timing})
+    assert by_faiss["full/pairs_scored"] == 12 * 4 + 36 * 4
 
 
 def test_vector_sets_prefilter_on_their_summary_or_their_mean():
