@@ -3,7 +3,7 @@
 See docs/real-data.md, precomp. A directory (``data/coco_precomp``, ``data/f30k_precomp``) holds,
 per split (``train``, ``dev``, ``test``, COCO's ``testall``):
 
-- ``{split}_ims.npy``: float32 [n_rows, R, D] region features (BUTD: R = 36, D = 2048) or
+- ``{split}_ims.npy``: float32 or float16 [n_rows, R, D] region features (BUTD: R = 36, D = 2048) or
   [n_rows, D] single vectors (vsepp's VGG / ResNet precomp);
 - ``{split}_caps.txt``: one caption per line, the captions of an image on consecutive lines,
   images in row order (5 per image in the released data);
@@ -42,6 +42,7 @@ from harness.errors import closest
 SPLITS = ("train", "dev", "test", "testall")
 SPLIT_ALIASES = {"val": "dev"}
 FEATURE_OF_RANK = {2: "pooled", 3: "regions"}
+FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 CHECK_CHUNK_BYTES = 64 << 20
 """Feature bytes read per step of the NaN / inf scan, so memory stays bounded on any file size."""
 
@@ -94,25 +95,25 @@ class PrecompDataset:
         for path in (ims_path, caps_path):
             if not path.is_file():
                 raise UserError(f"{path}: not found; splits present in {self.root}: {present}")
-        features = _open_features(ims_path)
+        stored = _open_features(ims_path)
         captions = _read_lines(caps_path, "caption")
-        if len(features) == 0:
-            raise UserError(f"{ims_path}: empty split: no image rows (shape {features.shape})")
+        if len(stored) == 0:
+            raise UserError(f"{ims_path}: empty split: no image rows (shape {stored.shape})")
         if not captions:
             raise UserError(f"{caps_path}: empty split: no captions")
-        if len(captions) % len(features):
+        if len(captions) % len(stored):
             raise UserError(
-                f"{caps_path}: {len(captions)} captions for {len(features)} images in {ims_path.name}; "
+                f"{caps_path}: {len(captions)} captions for {len(stored)} images in {ims_path.name}; "
                 "the caption count must be a multiple of the image count (k consecutive captions per image)"
             )
         ids = _read_lines(ids_path, "image id") if ids_path.is_file() else None
-        rows_per_image, image_ids = _pair(ids_path, ids, len(features), len(captions))
-        captions_per_image = len(captions) * rows_per_image // len(features)
-        features = features[::rows_per_image]
+        rows_per_image, image_ids = _pair(ids_path, ids, len(stored), len(captions))
+        captions_per_image = len(captions) * rows_per_image // len(stored)
+        features = stored[::rows_per_image]
         if split == "dev" and self.dev_images is not None:
             features, image_ids = features[: self.dev_images], image_ids[: self.dev_images]
             captions = captions[: len(features) * captions_per_image]
-        _check_finite(ims_path, features, rows_per_image)
+        _check_finite(ims_path, stored, rows_per_image, len(features))
         return RetrievalSplit(
             dataset=self.name,
             split=split,
@@ -124,10 +125,11 @@ class PrecompDataset:
 
 
 def _open_features(path: Path) -> np.memmap:
-    """The features memory-mapped, after checking rank (2 or 3) and dtype (float32).
+    """The features memory-mapped, after checking rank (2 or 3), dtype and row-major order.
 
-    float32 only: the encoders are float32 modules and the trainer hands them the stored dtype,
-    so float16 / float64 features would fail inside the first training step.
+    float32 or float16: float16 halves COCO's 33 GB training file on disk, and every batch is
+    cast to float32 as it is read. Row-major order, so that an image's features are one
+    contiguous read.
     """
     try:
         features = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -140,8 +142,10 @@ def _open_features(path: Path) -> np.memmap:
             f"{path}: array of rank {features.ndim} {features.shape}; expected rank 2 [images, dim] "
             "or rank 3 [images, regions, dim]"
         )
-    if features.dtype != np.float32:
-        raise UserError(f"{path}: dtype {features.dtype}; expected float32 features (convert with .astype('float32'))")
+    if features.dtype not in FEATURE_DTYPES:
+        raise UserError(f"{path}: dtype {features.dtype}; expected float32 or float16 features (convert with .astype('float32'))")
+    if not features.flags.c_contiguous:
+        raise UserError(f"{path}: a column-major (Fortran-order) array; expected row-major (save np.ascontiguousarray(features))")
     return features
 
 
@@ -195,16 +199,22 @@ def _first_run_length(ids: list[str]) -> int:
     return next((line for line, value in enumerate(ids) if value != ids[0]), len(ids))
 
 
-def _check_finite(path: Path, features: np.ndarray, rows_per_image: int) -> None:
-    """Raise naming the first file row with a NaN or inf; reads `CHECK_CHUNK_BYTES` at a time.
+def _check_finite(path: Path, features: np.memmap, rows_per_image: int, n_images: int) -> None:
+    """Raise naming the first file row with a NaN or inf among the first `n_images` images.
 
-    features: [n_images, ...] (a strided view when rows repeat per image); the row named is
-    the file's row, ``image * rows_per_image``.
+    Reads `CHECK_CHUNK_BYTES` at a time with plain file reads rather than through the memory
+    map: a mapped page that was read stays in the process's resident set, so scanning the map
+    would make a job's memory grow with the split (17 GB for COCO train in float16). The row
+    named is the file's row, ``image * rows_per_image``.
     """
-    step = max(1, CHECK_CHUNK_BYTES // max(1, features[0].nbytes))
-    for start in range(0, len(features), step):
-        finite = np.isfinite(np.asarray(features[start : start + step])).reshape(-1, features[0].size)
-        bad = np.flatnonzero(~finite.all(axis=1))
-        if bad.size:
-            row = (start + int(bad[0])) * rows_per_image
-            raise UserError(f"{path}: NaN or inf in the features of image row {row}")
+    row_bytes = features[0].nbytes
+    step = max(1, CHECK_CHUNK_BYTES // max(1, row_bytes * rows_per_image)) * rows_per_image
+    last_row = n_images * rows_per_image
+    with open(path, "rb") as handle:
+        for start in range(0, last_row, step):
+            handle.seek(features.offset + start * row_bytes)
+            count = min(step, last_row - start)
+            rows = np.fromfile(handle, dtype=features.dtype, count=count * features[0].size).reshape(count, -1)
+            bad = np.flatnonzero(~np.isfinite(rows[::rows_per_image]).all(axis=1))
+            if bad.size:
+                raise UserError(f"{path}: NaN or inf in the features of image row {start + int(bad[0]) * rows_per_image}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,29 @@ def test_the_nan_scan_reads_in_chunks_and_names_the_row(coco_like, monkeypatch):
         precomp(path=str(coco_like)).load("train")
 
 
+def test_float16_features_are_offered_as_stored(tmp_path):
+    """float16 halves COCO's training file; the trainer casts each batch to float32."""
+    write_split(tmp_path, "test", regions(3).astype(np.float16), five_captions(3))
+    features = precomp(path=str(tmp_path)).load("test").image_features["regions"]
+    assert isinstance(features, np.memmap) and features.dtype == np.float16 and features.shape == (3, 3, 8)
+
+
+def test_the_nan_scan_leaves_no_page_of_the_map_resident(tmp_path):
+    """The scan reads the file, not the map: a job's memory must not grow with its split's size."""
+    write_split(tmp_path, "train", regions(400, n_regions=36, dim=256), five_captions(400))  # 14.7 MB
+    features = precomp(path=str(tmp_path)).load("train").image_features["regions"]
+    assert _resident_pages(features) == 0
+
+
+def _resident_pages(array: np.memmap) -> int:
+    """Pages of the array's mapping in this process's resident set, from /proc/self/smaps."""
+    start = array.ctypes.data - array.offset % mmap.ALLOCATIONGRANULARITY
+    for header, rss in re.findall(r"^([0-9a-f]+)-[0-9a-f]+ .*\n(?:.*\n)*?Rss:\s+(\d+) kB", Path("/proc/self/smaps").read_text(), re.M):
+        if int(header, 16) == start:
+            return int(rss) // 4
+    raise AssertionError("the array's mapping is not in /proc/self/smaps")
+
+
 def test_the_nan_scan_names_the_file_row_when_rows_repeat_per_image(tmp_path):
     rows = np.repeat(regions(2), 5, axis=0)
     rows[5:10, 0, 0] = np.inf
@@ -183,8 +208,9 @@ BAD_INPUT = {
     "not an npy file": (lambda root: (root / "test_ims.npy").write_text("hello"), "test", "test_ims.npy", "not a readable .npy array"),
     "rank 1": (_features(np.zeros(3, np.float32)), "test", "test_ims.npy", "array of rank 1 (3,); expected rank 2 [images, dim] or rank 3 [images, regions, dim]"),
     "rank 4": (_features(np.zeros((3, 2, 2, 2), np.float32)), "test", "test_ims.npy", "array of rank 4"),
-    "integer dtype": (_features(np.zeros((3, 4), np.int64)), "test", "test_ims.npy", "dtype int64; expected float32 features"),
-    "float64 dtype": (_features(np.zeros((3, 4), np.float64)), "test", "test_ims.npy", "dtype float64; expected float32 features"),
+    "integer dtype": (_features(np.zeros((3, 4), np.int64)), "test", "test_ims.npy", "dtype int64; expected float32 or float16 features"),
+    "float64 dtype": (_features(np.zeros((3, 4), np.float64)), "test", "test_ims.npy", "dtype float64; expected float32 or float16 features"),
+    "column-major": (_features(np.asfortranarray(np.ones((3, 4), np.float32))), "test", "test_ims.npy", "a column-major (Fortran-order) array; expected row-major"),
     "no image rows": (_features(np.zeros((0, 3, 8), np.float32)), "test", "test_ims.npy", "empty split: no image rows"),
     "no captions": (_captions(""), "test", "test_caps.txt", "empty split: no captions"),
     "caption count": (_captions("a\n" * 16), "test", "test_caps.txt", "16 captions for 3 images in test_ims.npy; the caption count must be a multiple of the image count"),
