@@ -55,6 +55,24 @@ tracking_option = click.option(
 )
 
 
+def _silence_progress(ctx: click.Context, param: click.Parameter, quiet: bool) -> None:
+    """Progress is process-wide (and inherited by workers), so the flag acts as it is parsed."""
+    if quiet:
+        from harness.progress import silence
+
+        silence()
+
+
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    expose_value=False,
+    callback=_silence_progress,
+    help="No progress bars and no per-epoch or per-shard lines (also ITR_QUIET=1).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="itr")
 @click.option("--strict-plugins", is_flag=True, help="Fail if any plugin cannot be loaded.")
@@ -112,6 +130,7 @@ def plan(state: _State, experiment_file: Path) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Concurrent jobs; more than 1 implies --executor local.")
 @click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="Executor option, e.g. num_gpus=1 (repeatable).")
 @click.option("--rerun-finished", is_flag=True, help="Run jobs again even if their configuration already finished.")
+@quiet_option
 @click.pass_obj
 def run(
     state: _State,
@@ -167,6 +186,7 @@ def run(
 @results_option
 @tracking_option
 @cache_option
+@quiet_option
 @click.pass_obj
 def eval_checkpoint(
     state: _State,
@@ -211,6 +231,7 @@ def eval_checkpoint(
 @click.option("--text-backbone", default="minilm", show_default=True)
 @click.option("--text/--no-text", default=True, show_default=True, help="Also cache frozen text features of the captions.")
 @cache_option
+@quiet_option
 @click.pass_obj
 def features(
     state: _State,

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from harness.interfaces import RetrievalSplit
+from harness.progress import ProgressLog, bar
 
 CACHE_ENV = "ITR_CACHE_DIR"
 
@@ -193,6 +192,16 @@ def concatenated(shards: Sequence[Mapping[str, np.ndarray]]) -> Mapping[str, np.
     return {name: ShardedArray([shard[name] for shard in shards]) for name in shards[0]}
 
 
+def each_shard(task: str, starts: range) -> Iterator[int]:
+    """The first row of each shard of a long extraction, with a bar on a terminal and a line
+    per finished shard in a log (a split of one shard shows neither)."""
+    log = ProgressLog(task, len(starts), "shard") if len(starts) > 1 else None
+    for start in bar(starts, desc=task, unit="shard", disable=len(starts) < 2):
+        yield start
+        if log is not None:
+            log.advance()
+
+
 def split_image_features(
     split: RetrievalSplit, backbone: Any, cache: FeatureCache, shard_size: int = SHARD_IMAGES
 ) -> Mapping[str, np.ndarray | ShardedArray]:
@@ -204,7 +213,7 @@ def split_image_features(
     starts = range(0, len(split.image_paths), shard_size)
     shards = []
     with own_random_numbers():
-        for start in tqdm(starts, desc=f"{split.dataset}:{split.split} image features", unit="shard", disable=None if len(starts) > 1 else True):
+        for start in each_shard(f"{split.dataset}:{split.split} image features", starts):
             paths = split.image_paths[start : start + shard_size]
             parts = {"backbone": backbone.fingerprint, "images": file_digest(paths)}
             shards.append(cache.get_or_compute(parts, lambda paths=paths: backbone.encode_images(paths)))
@@ -250,7 +259,7 @@ class CachedTextBackbone:
                 return self.backbone.encode_texts(list(texts))
             starts = range(0, max(len(texts), 1), self.shard_size)
             shards = []
-            for start in tqdm(starts, desc="text features", unit="shard", disable=None if len(starts) > 1 else True):
+            for start in each_shard("text features", starts):
                 shard = list(texts[start : start + self.shard_size])
                 digest = hashlib.sha256("\0".join(shard).encode("utf-8")).hexdigest()
                 parts = {"backbone": self.backbone.fingerprint, "texts": digest, "count": len(shard)}

@@ -91,9 +91,11 @@ def write_experiment(folder: Path, text: str) -> Path:
 
 def itr_in_process(*args: str) -> Completed:
     """Run the real `itr` command line in this process (no interpreter start-up: seconds
-    faster per call), with the store under its own --results-dir as `run_itr` has it."""
+    faster per call), with the store under its own --results-dir as `run_itr` has it; what the
+    command sets in the environment (``--quiet``) ends with it."""
     import contextlib
     import io
+    from unittest import mock
 
     import mlflow
 
@@ -102,7 +104,7 @@ def itr_in_process(*args: str) -> Completed:
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with mock.patch.dict(os.environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
@@ -140,3 +142,9 @@ def grouped_pairs(n_queries: int, n_candidates: int, k: int, last: int, seed: in
     queries = torch.arange(n_queries).repeat_interleave(counts)
     candidates = torch.randint(0, n_candidates, (len(queries),), generator=generator)
     return (queries, candidates) if by == "image" else (candidates, queries)
+
+
+def pixels_of(rgb, colour: str) -> int:
+    """How many pixels of an RGB image (an array, height × width × 3) are exactly `colour`
+    (``#rrggbb``): a method's bars drawn in its colour, wherever the image ends up."""
+    return int((rgb == [int(colour[i : i + 2], 16) for i in (1, 3, 5)]).all(axis=-1).sum())

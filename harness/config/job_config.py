@@ -52,6 +52,7 @@ class TrainConfig(Strict):
     lr_decay: float = Field(0.1, gt=0.0, le=1.0)
     lr_min: float = Field(0.0, ge=0.0, description="cosine: the lr reached at the end of the stage")
     grad_clip: PositiveFloat | None = 2.0
+    steps_per_epoch: PositiveInt | None = Field(None, description="at most this many batches per epoch, e.g. a quick check on a large split; None: the whole split")
     device: str = Field("auto", description="auto: CUDA, then Apple MPS, then the CPU")
     amp: bool = Field(True, description="mixed precision (float16 with loss scaling) when training on CUDA")
 

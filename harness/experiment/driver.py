@@ -122,9 +122,9 @@ class Driver:
 
     def progress(self, initial: int) -> Any:
         """A progress bar over cells with an ETA (shown on a terminal only)."""
-        from tqdm import tqdm
+        from harness.progress import bar
 
-        self._cells = tqdm(total=self.total, initial=initial, unit="job", desc="jobs", file=sys.stderr, disable=None)
+        self._cells = bar(total=self.total, initial=initial, unit="job", desc="jobs", file=sys.stderr)
         return self._cells
 
     def say(self, message: str) -> None:
@@ -150,11 +150,10 @@ class Driver:
             self._cells.update(1)
 
     def run_here(self, ticket: JobTicket) -> JobOutcome:
-        from tqdm import tqdm
-
         from harness.executors.worker import run_ticket
+        from harness.progress import bar
 
         job = ticket.job
         epochs = sum(stage.epochs for stage in job.config.stages.values())
-        with tqdm(total=epochs, unit="epoch", desc=job.label, leave=False, file=sys.stderr, disable=None) as bar:
-            return run_ticket(ticket, self.host, self.catalog, self.cache, on_epoch=lambda *_: bar.update(1))
+        with bar(total=epochs, unit="epoch", desc=job.label, leave=False, file=sys.stderr) as epoch_bar:
+            return run_ticket(ticket, self.host, self.catalog, self.cache, on_epoch=lambda *_: epoch_bar.update(1))

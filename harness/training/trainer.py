@@ -10,6 +10,8 @@ D2S-VSE's dense descriptions): an epoch then iterates over the images, each with
 losses' optional capabilities (`harness.capabilities`) are honoured here: a loss that reads the
 batch receives a `TrainingBatch` (embeddings, model, progress in the stage, rows of any text
 source), a stage hook is called when its stage starts, reported terms are logged per epoch.
+Progress shows as a bar over each epoch's batches on a terminal and as one line per epoch in a
+log (`harness.progress`).
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from harness.capabilities import READS_BATCH, STAGE_HOOK, OwnLearningRate, claims, terms_of
 from harness.config.job_config import CAPTIONS, TrainConfig
 from harness.embeddings import concat
 from harness.errors import UserError
+from harness.progress import ProgressLog, bar
 from harness.training.batch import TrainingBatch
 from harness.training.model import RetrievalModel, SplitInputs, gather
 from harness.training.samples import GeneratedSamples
@@ -142,6 +144,7 @@ def fit(
     history: list[dict[str, float]] = []
     epoch = 0
     optimizer: torch.optim.Optimizer | None = None
+    log = ProgressLog("training", sum(stage.epochs for stage in stages), "epoch")
     for index, stage in enumerate(stages):
         if optimizer is None or stage.restart:
             base_lr, schedule_epoch = stage.lr or cfg.lr, 0
@@ -159,8 +162,8 @@ def fit(
                 group["lr"] = lr * group["lr_scale"]
             model.train()
             losses, terms = [], {}
-            batches = _batches(len(image_of_item), cfg.batch_size)
-            for step, items in enumerate(tqdm(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False, disable=None)):
+            batches = _batches(len(image_of_item), cfg.batch_size)[: cfg.steps_per_epoch]
+            for step, items in enumerate(bar(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False)):
                 images = image_of_item[items]
                 position = _Position(stage.name, stage_epoch, step, len(batches))
                 with autocast():
@@ -182,6 +185,7 @@ def fit(
             history.append({"stage": stage.name, "epoch": epoch, **record})
             if on_epoch is not None:
                 on_epoch(stage.name, epoch, record)
+            log.advance(f"stage {stage.name} {stage_epoch + 1}/{stage.epochs}, loss {record['loss']:.4f}, lr {lr:.2e}")
             epoch += 1
             schedule_epoch += 1
     return history

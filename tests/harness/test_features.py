@@ -202,3 +202,10 @@ def test_staging_left_by_a_killed_process_of_this_host_is_swept(tmp_path):
         (staging / "pooled.npy").write_bytes(b"half")
     FeatureCache(tmp_path).get_or_compute({"k": 1}, lambda: {"x": np.zeros(2)})
     assert not orphan.exists() and live.exists() and other_host.exists()
+
+
+def test_in_a_log_each_finished_shard_is_a_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ITR_QUIET", raising=False)
+    split_image_features(image_split(tmp_path, 7), CountingBackbone(), FeatureCache(tmp_path / "cache"), shard_size=3)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(", elapsed")[0] for line in lines] == [f"d:train image features: shard {k}/3" for k in (1, 2, 3)]

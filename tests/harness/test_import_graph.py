@@ -95,7 +95,8 @@ def imports_of(prefix: str) -> dict[str, set[str]]:
     "layer, allowed",
     [
         ("harness.config", ("harness.config", "harness.errors")),
-        ("harness.training", ("harness.training", "harness.config", "harness.errors", "harness.embeddings", "harness.capabilities")),
+        ("harness.training", ("harness.training", "harness.config", "harness.errors", "harness.embeddings", "harness.capabilities",
+                              "harness.progress")),
         ("harness.job", ("harness.job", "harness.config", "harness.registry", "harness.training", "harness.evaluation", "harness.features",
                          "harness.image_files", "harness.interfaces", "harness.capabilities", "harness.errors", "harness.atomic", "harness")),
         ("harness.executors", ("harness.executors", "harness.job", "harness.tracking", "harness.features", "harness.plugin_manager",

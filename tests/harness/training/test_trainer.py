@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from harness.config.job_config import TrainConfig
+from harness.progress import QUIET_VARIABLE
 from harness.training.model import RetrievalModel, SplitInputs
 from harness.training.trainer import NonFiniteLoss, Stage, _batches, fit, lr_scales, make_optimizer, stage_lr
 
@@ -103,8 +106,42 @@ def test_epoch_callback_sees_every_epoch():
     assert seen == [("main", e, ["loss", "lr"]) for e in range(3)]
 
 
+def test_in_a_log_each_epoch_is_a_line_counting_the_whole_job(capsys, monkeypatch):
+    monkeypatch.setenv(QUIET_VARIABLE, "")
+    stages = [Stage("warmup", 1, InfoNCE()), Stage("main", 2, InfoNCE(), lr=1e-3)]
+    fit(toy_model(), toy_data(), stages, TrainConfig(batch_size=8, lr=1e-2), torch.device("cpu"))
+    lines = capsys.readouterr().err.splitlines()  # pytest's captured stderr is no terminal
+    assert [line.split(", loss ")[0] for line in lines] == [
+        "training: epoch 1/3, stage warmup 1/1",
+        "training: epoch 2/3, stage main 1/2",
+        "training: epoch 3/3, stage main 2/2",
+    ]
+    tails = [re.search(r", loss \d+\.\d{4}, lr (\S+), elapsed \d+s, eta (\d+)s$", line) for line in lines]
+    assert all(tails), lines
+    assert [tail[1] for tail in tails] == ["1.00e-02", "1.00e-03", "1.00e-03"]
+    assert tails[-1][2] == "0", "no time is left after the last epoch"
+
+
+def test_quiet_training_prints_nothing(capsys, monkeypatch):
+    monkeypatch.setenv(QUIET_VARIABLE, "1")
+    fit(toy_model(), toy_data(), [Stage("main", 2, InfoNCE())], TrainConfig(batch_size=8), torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+
+
 def test_a_lone_last_caption_is_not_a_batch():
     batches = _batches(9, 4)
     assert [len(b) for b in batches] == [4, 4]
     assert sorted(torch.cat(batches).tolist()) != list(range(9))
     assert [len(b) for b in _batches(10, 4)] == [4, 4, 2]
+
+
+def test_steps_per_epoch_caps_every_epoch_at_that_many_batches():
+    class CountingInfoNCE(InfoNCE):
+        steps = 0
+
+        def forward(self, scores, image_ids):
+            CountingInfoNCE.steps += 1
+            return super().forward(scores, image_ids)
+
+    fit(toy_model(), toy_data(n_images=40), [Stage("main", 3, CountingInfoNCE())], TrainConfig(batch_size=8, steps_per_epoch=2), torch.device("cpu"))
+    assert CountingInfoNCE.steps == 3 * 2, "80 captions make 10 batches an epoch; 2 of them run"
