@@ -45,10 +45,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from harness.embeddings import VectorSets
+from benchmarks.shapes import make_head, make_sets, median_seconds, rerank_list
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -60,35 +59,6 @@ TRAINING = {  # configuration: (head, head options, images, regions, captions, m
     "scan": ("scan", {}, 128, 36, 128, 12, 12, 1024),
     "scan-2048": ("scan", {"pair_chunk": 2048}, 128, 36, 128, 12, 12, 1024),
 }
-
-
-def make_head(name: str, options: dict, dim: int) -> torch.nn.Module:
-    """The recipe's head with `options` on top (seeded, for the AsCL head's layers)."""
-    torch.manual_seed(0)
-    if name == "ascl":
-        from plugins.ascl.heads import AsCLFusionHead
-
-        return AsCLFusionHead(None, embed_dim=dim, **options)
-    from baselines.scan.heads import StackedCrossAttentionHead
-
-    return StackedCrossAttentionHead(None, direction="t2i", aggregation="avg", lambda_softmax=9.0, **options)
-
-
-def make_sets(
-    n_images: int, n_regions: int, n_captions: int, min_words: int, max_words: int, dim: int, *, summary: bool,
-    device: str = "cpu", requires_grad: bool = False,
-) -> tuple[VectorSets, VectorSets]:
-    """Seeded unit-norm regions [n_i, R, D] (+ a global vector [n_i, D] for AsCL) and words
-    [n_c, ≤max_words, D], zero past each length; leaves that require grad if asked."""
-    generator = torch.Generator().manual_seed(0)
-    regions = F.normalize(torch.randn(n_images, n_regions, dim, generator=generator), dim=-1)
-    lengths = torch.randint(min_words, max_words + 1, (n_captions,), generator=generator)
-    words = F.normalize(torch.randn(n_captions, max_words, dim, generator=generator), dim=-1)
-    words = words * (torch.arange(max_words)[None, :] < lengths[:, None])[..., None]
-    g = F.normalize(torch.randn(n_images, dim, generator=generator), dim=-1) if summary else None
-    leaves = [t.to(device).requires_grad_(requires_grad) if t is not None else None for t in (regions, words, g)]
-    images = VectorSets(leaves[0], torch.full((n_images,), n_regions, device=device), leaves[2])
-    return images, VectorSets(leaves[1], lengths.to(device))
 
 
 def contrastive_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -173,23 +143,6 @@ SCORING = {  # head: (images, regions, captions, min words, max words, dim)
 }
 
 
-def rerank_list(n_queries: int, n_gallery: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Query-major pairs: query q with CANDIDATES distinct random gallery items, int64 [n_q · k] each."""
-    queries = torch.arange(n_queries).repeat_interleave(CANDIDATES)
-    candidates = torch.rand(n_queries, n_gallery, generator=generator).argsort(1)[:, :CANDIDATES].flatten()
-    return queries, candidates
-
-
-def median_seconds(function, *args) -> float:
-    function(*args)  # warm-up
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        function(*args)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @pytest.mark.parametrize("name", list(SCORING))
 @torch.inference_mode()
 def test_score_pairs_throughput(benchmark, capsys, name):
@@ -198,16 +151,17 @@ def test_score_pairs_throughput(benchmark, capsys, name):
     head = make_head(name, {}, dim)
     generator = torch.Generator().manual_seed(1)
     n_queries = 64
-    query_images, candidate_captions = rerank_list(n_queries, n_captions, generator)
-    query_captions, candidate_images = rerank_list(n_queries, n_images, generator)
+    query_images, candidate_captions = rerank_list(n_queries, n_captions, CANDIDATES, generator)
+    query_captions, candidate_images = rerank_list(n_queries, n_images, CANDIDATES, generator)
     n_pairs = n_queries * CANDIDATES
 
-    i2t_seconds = median_seconds(head.score_pairs, images, texts, query_images, candidate_captions)
+    i2t_seconds = median_seconds(head.score_pairs, images, texts, query_images, candidate_captions, rounds=ROUNDS)
     t2i_seconds = benchmark.pedantic(
-        lambda: median_seconds(head.score_pairs, images, texts, candidate_images, query_captions), rounds=1, iterations=1
+        lambda: median_seconds(head.score_pairs, images, texts, candidate_images, query_captions, rounds=ROUNDS),
+        rounds=1, iterations=1,
     )
     dense_block = (images[:n_queries], texts[:CANDIDATES])  # as many pairs, scored densely
-    dense_seconds = median_seconds(head, *dense_block)
+    dense_seconds = median_seconds(head, *dense_block, rounds=ROUNDS)
     checked = slice(0, 4 * CANDIDATES)  # the first 4 queries' pairs, against their dense rows
     scores = head.score_pairs(images, texts, query_images[checked], candidate_captions[checked])
     dense = head(images[:4], texts)[query_images[checked], candidate_captions[checked]]
