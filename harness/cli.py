@@ -328,6 +328,7 @@ def leaderboard(state: _State, experiment_file, experiment_name, results_dir, tr
 def _show(published) -> None:
     click.echo(published.text)
     click.echo(f"written: {', '.join(str(path) for path in published.tables)} and {len(published.plots)} plots in {published.folder / 'plots'}", err=True)
+    click.echo(f"report: {published.report}", err=True)
 
 
 @cli.command()

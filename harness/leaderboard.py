@@ -5,22 +5,23 @@ counts (a rerun replaces, never duplicates). Seeds of the same cell are summaris
 standard deviation, with the number of seeds shown. Grid cells carry their axis values as
 columns (``axis:similarity_head.u1``). There is one table per (dataset, protocol), sorted by any
 metric (rSum by default, best first). `harness.statistics.board` adds bootstrap intervals and
-marks the rows not significantly different from the best; cells read ``value ± spread``.
+marks the rows not significantly different from the best; cells read ``value ± spread``, the best
+in bold (Markdown ``**…**``, HTML ``<strong>``).
 """
 
 from __future__ import annotations
 
-import html
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from harness.atomic import write_text_atomically
 from harness.errors import UserError, closest
+from harness.markup import Html, escape, page, strong, table
 from harness.metrics import MEDIAN_RANKS, RECALLS, RSUM
-from harness.tracking import JOB_KIND
+from harness.tracking import JOB_KIND, NON_PROTOCOL_PREFIXES
 
 RECALL_COLUMNS = [*RECALLS, RSUM]
 RANK_COLUMNS = list(MEDIAN_RANKS)
@@ -29,6 +30,8 @@ LOWER_IS_BETTER = frozenset(RANK_COLUMNS)
 KEY_COLUMNS = ["dataset", "protocol", "method"]
 AXIS_PREFIX = "axis:"
 FORMATS = ("markdown", "csv", "html")
+FINISHED_JOBS = f"tags.`itr.kind` = '{JOB_KIND}' and attributes.status = 'FINISHED'"
+"""The MLflow filter of the runs a leaderboard is built from."""
 
 
 def job_results(tracking_uri: str, experiment_id: str) -> pd.DataFrame:
@@ -39,7 +42,7 @@ def job_results(tracking_uri: str, experiment_id: str) -> pd.DataFrame:
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
-        filter_string=f"tags.`itr.kind` = '{JOB_KIND}' and attributes.status = 'FINISHED'",
+        filter_string=FINISHED_JOBS,
         order_by=["attributes.start_time DESC"],
         max_results=100000,
         output_format="pandas",
@@ -50,7 +53,7 @@ def job_results(tracking_uri: str, experiment_id: str) -> pd.DataFrame:
     if "tags.itr.group" not in runs:
         runs["tags.itr.group"] = runs["tags.itr.label"]
     axis_tags = [column for column in runs.columns if column.startswith("tags.itr.axis.")]
-    metric_columns = [c for c in runs.columns if c.startswith("metrics.") and "/" in c and not c.startswith("metrics.train/")]
+    metric_columns = [c for c in runs.columns if c.startswith("metrics.") and "/" in c and not c.removeprefix("metrics.").startswith(NON_PROTOCOL_PREFIXES)]
     identity = ["run_id", "tags.itr.label", "tags.itr.group", "tags.itr.dataset", "tags.itr.seed", *axis_tags]
     long = runs[identity + metric_columns].melt(id_vars=identity, var_name="metric", value_name="value").dropna(subset=["value"])
     split = long["metric"].str.removeprefix("metrics.").str.split("/", n=1, expand=True)
@@ -105,49 +108,63 @@ def sections(board: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
         yield f"{dataset} / {protocol}", rows
 
 
-def display_frame(rows: pd.DataFrame, spread: str = "ci") -> pd.DataFrame:
-    """One table as people read it: ``value ± spread`` cells (`spread`: ``ci``, the bootstrap
-    interval half-width over queries, or ``std`` over seeds), **best** in bold, ``≈`` on rows not
-    significantly different from the best, and only the axes this table varies."""
+def _markdown_bold(text: str) -> str:
+    return f"**{text}**"
+
+
+def spreads(rows: pd.DataFrame, metric: str, spread: str = "ci") -> pd.Series:
+    """`metric`'s spread in each row: ``ci``, the bootstrap interval half-width over queries
+    (there for one seed too), or ``std`` over seeds (empty for one seed); NaN where unknown."""
+    return rows.get(f"{metric}_ci" if spread == "ci" else f"{metric}_std", pd.Series(np.nan, index=rows.index))
+
+
+def display_frame(rows: pd.DataFrame, spread: str = "ci", bold: Callable[[str], str] = _markdown_bold) -> pd.DataFrame:
+    """One table as people read it: ``value ± spread`` cells (`spreads`), the best `bold`,
+    ``≈`` on rows not significantly different from the best, and only the axes this table varies."""
     axes = [column for column in rows.columns if column.startswith(AXIS_PREFIX) and (rows[column].fillna("") != "").any()]
     shown = rows[["method", *axes, "seeds"]].rename(columns={axis: axis.removeprefix(AXIS_PREFIX) for axis in axes})
     for metric in METRIC_COLUMNS:
-        spreads = rows.get(f"{metric}_ci" if spread == "ci" else f"{metric}_std", pd.Series(np.nan, index=rows.index))
         marks = rows.get(f"{metric}_mark", pd.Series("", index=rows.index)).fillna("")
-        shown[metric] = [_cell(value, width, mark) for value, width, mark in zip(rows[metric], spreads, marks)]
+        cells = [_cell(value, width, mark, bold) for value, width, mark in zip(rows[metric], spreads(rows, metric, spread), marks)]
+        shown[metric] = pd.Series(cells, index=rows.index, dtype=object)  # object: `Html` cells stay `Html`
     return shown.reset_index(drop=True)
 
 
-def legend(spread: str, confidence: float) -> str:
-    what = f"{confidence:.0%} bootstrap interval half-width over queries" if spread == "ci" else "std over seeds"
-    return f"± {what}; **bold**: best; ≈: not significantly different from the best (paired bootstrap)."
+def spread_description(spread: str, confidence: float) -> str:
+    """What ``±`` (and a figure's error bars) stand for."""
+    return f"{confidence:.0%} bootstrap interval half-width over queries" if spread == "ci" else "std over seeds"
 
 
-def _cell(value: float, spread: float, mark: str) -> str:
+def legend(spread: str, confidence: float, bold: Callable[[str], str] = _markdown_bold) -> str:
+    return f"± {spread_description(spread, confidence)}; {bold('bold')}: best; ≈: not significantly different from the best (paired bootstrap)."
+
+
+def _cell(value: float, spread: float, mark: str, bold: Callable[[str], str]) -> str:
     if pd.isna(value):
         return ""
     text = f"{value:.1f}" if pd.isna(spread) else f"{value:.1f} ± {spread:.1f}"
-    return f"**{text}**" if mark == "best" else f"{text} ≈" if mark == "tied" else text
+    return bold(text) if mark == "best" else f"{text} ≈" if mark == "tied" else text
 
 
 def render(board: pd.DataFrame, fmt: str = "markdown", spread: str = "ci", confidence: float = 0.95) -> str:
-    """The leaderboard as text: Markdown tables (one per dataset/protocol), CSV or HTML."""
+    """The leaderboard as text: Markdown tables (one per dataset/protocol), CSV or HTML (`Html`)."""
     from tabulate import tabulate
 
     if fmt == "csv":
         return board.to_csv(index=False, float_format="%.2f")
     parts = []
     for title, rows in sections(board):
-        shown = display_frame(rows, spread)
-        note = legend(spread, confidence)
         if fmt == "html":
-            parts.append(f"<h2>{html.escape(title)}</h2>\n{shown.to_html(index=False, escape=True)}\n<p>{html.escape(note)}</p>")
+            # the legend is the harness's own text: only `strong` puts markup in it
+            note = Html(legend(spread, confidence, strong))
+            parts.append(f"<h2>{escape(title)}</h2>\n{table(display_frame(rows, spread, strong))}\n<p>{note}</p>")
         else:
-            table = tabulate(shown, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
-            parts.append(f"### {title}\n\n{table}\n\n{note}")
+            shown = tabulate(display_frame(rows, spread), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+            parts.append(f"### {title}\n\n{shown}\n\n{legend(spread, confidence)}")
     if not parts:
         return "(no finished jobs)"
-    return "\n\n".join(parts)
+    joined = "\n\n".join(parts)
+    return Html(joined) if fmt == "html" else joined
 
 
 def write(board: pd.DataFrame, folder: Path, spread: str = "ci", confidence: float = 0.95) -> list[Path]:
@@ -156,5 +173,6 @@ def write(board: pd.DataFrame, folder: Path, spread: str = "ci", confidence: flo
     paths = []
     for fmt, suffix in (("csv", "csv"), ("markdown", "md"), ("html", "html")):
         path = folder / f"leaderboard.{suffix}"
-        paths.append(write_text_atomically(path, render(board, fmt, spread, confidence) + ("" if fmt == "csv" else "\n")))
+        text = render(board, fmt, spread, confidence)
+        paths.append(write_text_atomically(path, page("leaderboard", escape(text)) if fmt == "html" else text + ("" if fmt == "csv" else "\n")))
     return paths

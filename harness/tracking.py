@@ -1,26 +1,37 @@
 """MLflow bookkeeping: one parent run per experiment run, one nested child run per job.
 
 Children carry the flattened resolved config as params, the metrics (``{protocol}/{metric}``),
-per-epoch training loss as step metrics, and tags that the leaderboard and resume logic read
-(``itr.*``). The default store is an explicit SQLite file under ``results/`` with artifacts next
+per-epoch training loss as step metrics, tags that the leaderboard and resume logic read
+(``itr.*``), each split the job reads as a run input (name, digest, source), the device training
+and evaluation ran on, and MLflow's system metrics (``system/*``) when they are switched on. The default store is an explicit SQLite file under ``results/`` with artifacts next
 to it, so nothing depends on MLflow's changing default (./mlruns before 3.7, mlflow.db after).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import harness
 from harness.atomic import write_atomically
 from harness.config.dotted import flatten
 from harness.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
+    from harness.config.experiment_file import DatasetEntry
+    from harness.interfaces import RetrievalSplit
+
 JOB_KIND = "job"
+NON_PROTOCOL_PREFIXES = ("train/", "system/")
+"""Metrics whose names hold a slash but are no ``<protocol>/<metric>``: the training curves and
+MLflow's system metrics."""
 CHECKPOINT_ARTIFACTS = "checkpoint"
 RANKS_ARTIFACTS = "ranks"
 EXPERIMENT_KIND = "experiment"
@@ -76,6 +87,7 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str, results_dir: Path | None = None) -> None:
+        require_system_metrics_support()
         self.tracking_uri = tracking_uri
         self.results_dir = results_dir
         self.experiment_id_: str | None = None
@@ -175,7 +187,7 @@ class Tracker:
         from mlflow.entities import Param
 
         run = self.client.create_run(self.experiment_id_, run_name=job.title, tags=tags)
-        with _terminated(self.client, run):
+        with _terminated(self.client, run), system_metrics(self.tracking_uri, run.info.run_id):
             dataset = {f"dataset.{key}": str(value) for key, value in flatten(job.dataset.model_dump()) if value != {}}
             params = {**job.params(), **dataset, "seed": str(job.seed)}
             self.client.log_batch(run.info.run_id, params=[Param(key, value[:6000]) for key, value in params.items()])
@@ -210,6 +222,16 @@ class JobLog:
     def metrics(self, metrics: Mapping[str, float]) -> None:
         self._log(metrics, step=0)
 
+    def dataset(self, entry: DatasetEntry, split: RetrievalSplit, context: str, source: str | None) -> None:
+        """Record a split the job reads as a run input (`dataset_input`); `context` is MLflow's
+        ``training`` or ``testing``, `source` where the dataset says the split lies."""
+        self._client.log_inputs(self.run_id, datasets=[dataset_input(entry, split, context, source)])
+
+    def device(self, phase: str, device: torch.device) -> None:
+        """Where a phase of the job (``train``, ``eval``) ran, as the tag ``itr.<phase>.device``
+        (e.g. ``cuda:0 (NVIDIA H200)``)."""
+        self._client.set_tag(self.run_id, f"itr.{phase}.device", device_description(device))
+
     def checkpoint(self, folder: Path) -> None:
         """Attach a checkpoint folder (weights + job record) as the run's ``checkpoint`` artifacts."""
         self._client.log_artifacts(self.run_id, str(folder), artifact_path=CHECKPOINT_ARTIFACTS)
@@ -232,6 +254,102 @@ class JobLog:
         metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
         for start in range(0, len(metrics), 500):  # MLflow's batch limit is 1000 metrics
             self._client.log_batch(self.run_id, metrics=metrics[start : start + 500])
+
+
+def split_digest(split: RetrievalSplit) -> str:
+    """16 hex digits of sha256 over what a split holds: its image ids, captions and pairing, and
+    each image file's name and size (each precomputed feature's name, shape and dtype).
+
+    No pixel is read, so logging stays cheap on a large split: the feature cache's key hashes the
+    image bytes. Images kept by content (`baselines.datasets.image_store`) are named by their
+    sha256, so for those the names pin the pixels too.
+    """
+    import numpy as np
+
+    if split.image_paths is not None:
+        images = [[Path(path).name, os.path.getsize(path)] for path in split.image_paths]
+    else:
+        images = [[name, list(array.shape), str(array.dtype)] for name, array in sorted((split.image_features or {}).items())]
+    content = {"ids": list(split.image_ids), "captions": list(split.captions), "images": images}
+    digest = hashlib.sha256(json.dumps(content).encode("utf-8"))
+    digest.update(np.ascontiguousarray(split.image_of_caption, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def dataset_input(entry: DatasetEntry, split: RetrievalSplit, context: str, source: str | None) -> Any:
+    """A split as an MLflow run input (`mlflow.entities.DatasetInput`): an `mlflow.data` dataset
+    named ``<dataset>:<split>``, with `split_digest` and its source, tagged with the context
+    (``mlflow.data.context``) and its image and caption counts."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    dataset = MetaDataset(_mlflow_source(entry, source), name=f"{entry.title}:{split.split}", digest=split_digest(split))
+    tags = {MLFLOW_DATASET_CONTEXT: context, "itr.images": str(split.n_images), "itr.captions": str(split.n_captions)}
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(key, value) for key, value in tags.items()])
+
+
+def _mlflow_source(entry: DatasetEntry, source: str | None) -> Any:
+    """An `mlflow.data` source: a URL, a local path, or, for a dataset that does not say where it
+    lies, the experiment file's entry (its name and options) that reads it."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if source is None:
+        return CodeDatasetSource({"itr.dataset": entry.name, "itr.options": json.dumps(entry.options, sort_keys=True, default=str)})
+    if source.startswith(("http://", "https://")):
+        return HTTPDatasetSource(source)
+    return get_dataset_source_from_json(json.dumps({"uri": source}), source_type="local")
+
+
+def device_description(device: torch.device) -> str:
+    """``cpu``, ``mps``, or a CUDA device with its model name: ``cuda:0 (NVIDIA H200)``."""
+    if device.type != "cuda":
+        return str(device)
+    import torch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def system_metrics_enabled() -> bool:
+    """MLflow's own switch, ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true``."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+
+    return bool(MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get())
+
+
+def require_system_metrics_support() -> None:
+    """Refuse, before anything runs, system metrics asked for without psutil (which MLflow's
+    monitor needs), rather than let every job fail on it."""
+    if not system_metrics_enabled():
+        return
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is set, but MLflow's system metrics need psutil: "
+            "pip install 'itr-harness[system-metrics]'"
+        ) from None
+
+
+@contextmanager
+def system_metrics(tracking_uri: str, run_id: str) -> Iterator[None]:
+    """While the body runs, MLflow samples CPU, memory, disk, network (and, with pynvml, GPU) use
+    into the run as ``system/*`` metrics, when `system_metrics_enabled`; the sampling interval is
+    MLflow's ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` (10 s by default)."""
+    if not system_metrics_enabled():
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, tracking_uri=tracking_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_path: str) -> None:

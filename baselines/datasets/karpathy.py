@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
+from baselines.datasets.captioned_images import CaptionedImage, retrieval_split
 from harness.errors import UserError
 from harness.interfaces import RetrievalSplit
 
@@ -96,6 +95,10 @@ class KarpathyDataset:
     def splits(self) -> list[str]:
         return sorted({self._split_of(record) for record in self._records()})
 
+    def source(self, split: str) -> str:
+        """Where the data lies, for the MLflow run input: the annotation file."""
+        return str(self.annotations.resolve())
+
     def load(self, split: str) -> RetrievalSplit:
         """Read one split: every image file must exist (all are checked, the first missing named)."""
         requested, split = split, SPLIT_ALIASES.get(split, split)
@@ -111,12 +114,12 @@ class KarpathyDataset:
                 f"{self.annotations}: {len(missing)} of {len(paths)} image files of split '{split}' are missing "
                 f"under {self.image_root}; first: {missing[0]}"
             )
-        captions = [[sentence["raw"] for sentence in record["sentences"]] for record in records]
-        return RetrievalSplit(
-            dataset=self.name,
-            split=split,
-            image_ids=tuple(str(record.get("cocoid", record.get("imgid", record["filename"]))) for record in records),
-            captions=tuple(caption for image in captions for caption in image),
-            image_of_caption=np.repeat(np.arange(len(records)), [len(image) for image in captions]).astype(np.int64),
-            image_paths=tuple(paths),
-        )
+        images = [
+            CaptionedImage(
+                image_id=str(record.get("cocoid", record.get("imgid", record["filename"]))),
+                path=path,
+                captions=tuple(sentence["raw"] for sentence in record["sentences"]),
+            )
+            for record, path in zip(records, paths)
+        ]
+        return retrieval_split(self.name, split, images)

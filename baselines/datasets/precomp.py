@@ -77,6 +77,10 @@ class PrecompDataset:
         """The splits whose features and captions are both present."""
         return [split for split in SPLITS if all(path.is_file() for path in self._files(split)[:2])]
 
+    def source(self, split: str) -> str:
+        """Where the data lies, for the MLflow run input: the directory."""
+        return str(self.root.resolve())
+
     def load(self, split: str) -> RetrievalSplit:
         """Read one split, validated; every problem is a one-line `UserError` naming the file.
 

@@ -15,7 +15,7 @@ from harness.config.experiment_file import DatasetEntry
 from harness.config.job_config import ComponentRef
 from harness.errors import UserError
 from harness.image_files import check_image_files
-from harness.interfaces import EvaluationProtocol, RetrievalSplit
+from harness.interfaces import EvaluationProtocol, RetrievalSplit, SourcedDataset
 from harness.registry import Registry
 
 
@@ -41,15 +41,27 @@ class DataCatalog:
 
     registry: Registry
     source: str
+    _datasets: dict[tuple[str, str], Any] = field(default_factory=dict)
     _splits: dict[tuple[str, str, str], RetrievalSplit] = field(default_factory=dict)
     _texts: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
+
+    def dataset(self, entry: DatasetEntry) -> Any:
+        """The entry's dataset (`harness.interfaces.Dataset`), built once."""
+        key = (entry.name, _canonical(entry.options))
+        if key not in self._datasets:
+            self._datasets[key] = self.registry.get("dataset", entry.name).build(entry.options, f"{self.source}: datasets.{entry.name}")
+        return self._datasets[key]
 
     def split(self, entry: DatasetEntry, split: str) -> RetrievalSplit:
         key = (entry.name, _canonical(entry.options), split)
         if key not in self._splits:
-            dataset = self.registry.get("dataset", entry.name).build(entry.options, f"{self.source}: datasets.{entry.name}")
-            self._splits[key] = dataset.load(split)
+            self._splits[key] = self.dataset(entry).load(split)
         return self._splits[key]
+
+    def data_source(self, entry: DatasetEntry, split: str) -> str | None:
+        """Where `split` of the entry lies, if its dataset says (`SourcedDataset`)."""
+        dataset = self.dataset(entry)
+        return dataset.source(split) if isinstance(dataset, SourcedDataset) else None
 
     def image_texts(self, entry: DatasetEntry, name: str, source: ComponentRef, label: str) -> list[str]:
         """Text source `name` (`source`) of a job on `entry`'s training split: one text per

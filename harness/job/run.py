@@ -8,6 +8,7 @@ feature cache and a `JobLog` to record into.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,17 @@ from harness.job.job import Job
 from harness.job.prefilter import FinishedRuns, prefilter_of
 from harness.registry import Registry
 
+TRAIN_SECONDS = "train_seconds"
+"""How long the job trained, logged beside the evaluation's ``eval_seconds``."""
+
 
 def run_job(
     job: Job, registry: Registry, catalog: DataCatalog, cache: FeatureCache, log: Any, runs: FinishedRuns | None = None
 ) -> dict[str, float]:
     """Train (if the recipe has stages), checkpoint and evaluate one job; ``{protocol/metric: value}``.
 
-    `log` records epochs, the checkpoint and the per-query ranks (`harness.tracking.JobLog`);
+    `log` records the splits read, epochs, the training time, the devices of training and
+    evaluation, the checkpoint and the per-query ranks (`harness.tracking.JobLog`);
     `runs` is the experiment's store, where a re-rank finds the run its candidates come from.
     """
     from harness.evaluation.evaluate import evaluate_split
@@ -34,20 +39,34 @@ def run_job(
     from harness.training.device import resolve_device
     from harness.training.trainer import fit
 
+    log_datasets(job, catalog, log)
     data = JobData(job, registry, catalog, cache)
     built = assemble(job, registry, data.context())
     if job.trains:
         device = resolve_device(job.config.train.device)
         built.model.to(device)
+        started = time.perf_counter()
         fit(built.model, data.training_inputs(built.model), built.stages, job.config.train, device, on_epoch=log.epoch, samples=built.samples)
+        log.metrics({TRAIN_SECONDS: time.perf_counter() - started})
+        log.device("train", device)
     with tempfile.TemporaryDirectory() as folder:
         log.checkpoint(checkpoints.save(built.model, job, Path(folder)))
     split, inputs = data.test_inputs(built.model)
     protocols = protocols_of(registry, job.dataset, f"methods.{job.label}")
     prefilter = prefilter_of(job, job.dataset, runs, registry, catalog, cache)
     evaluation = evaluate_split(built.model, inputs, protocols, job.config.eval, split.caption_tags, prefilter)
+    log.device("eval", resolve_device(job.config.eval.device, "eval.device"))
     log.ranks(evaluation.ranks)
     return evaluation.metrics
+
+
+def log_datasets(job: Job, catalog: DataCatalog, log: Any) -> None:
+    """Record the splits the job reads as its run's inputs (MLflow's ``training`` and ``testing``
+    contexts), before it starts: a job that fails still says what data it read."""
+    entry = job.dataset
+    used = ([("training", entry.train)] if job.trains else []) + [("testing", entry.test)]
+    for context, split in used:
+        log.dataset(entry, catalog.split(entry, split), context, catalog.data_source(entry, split))
 
 
 def evaluate_checkpoint(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 import pandas as pd
 import pytest
@@ -54,6 +56,14 @@ def test_vse_plus_plus_training_loss_falls(demo):
     assert last < 0.7 * first
 
 
+def test_demo_in_a_log_prints_a_line_per_training_epoch(demo):
+    out, _, _ = demo
+    vse = out.stderr.split("] vse++ on coco-demo")[1].split("done vse++ on coco-demo")[0]
+    epochs = [line for line in vse.splitlines() if line.startswith("training: epoch ")]
+    assert len(epochs) == 30, vse[-2000:]
+    assert re.fullmatch(r"training: epoch 30/30, stage main 30/30, loss \d+\.\d{4}, lr \S+, elapsed \S+, eta 0s", epochs[-1])
+
+
 def test_each_job_is_a_child_run_with_params_metrics_and_tags(demo):
     _, _, runs = demo
     parent = runs[runs["tags.itr.kind"] == "experiment"]
@@ -76,6 +86,19 @@ def test_leaderboard_is_attached_to_the_experiment_run(demo):
     assert names == {f"leaderboard/{name}" for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.html", "slices_length.csv")}
     plots = {a.path for a in mlflow.MlflowClient(store_uri(results)).list_artifacts(parent_id, "plots")}
     assert {"plots/recall_coco-demo-full.png", "plots/slices_length_coco-demo-full.png"} <= plots
+    report = {a.path for a in mlflow.MlflowClient(store_uri(results)).list_artifacts(parent_id, "report")}
+    assert report == {"report/index.html"}
+
+
+def test_demo_writes_a_report_page_with_every_method_its_run_its_configuration_and_the_figures(demo):
+    _, results, runs = demo
+    page = (results / "demo" / "index.html").read_text(encoding="utf-8")
+    children = runs[runs["tags.itr.kind"] == "job"]
+    assert all(f"<td>{method}</td>" in page for method in DEMO_METHODS)
+    assert all(f"<code>{run_id}</code>" in page for run_id in children["run_id"])
+    assert "<td>stages.main.loss.margin</td><td>0.2</td>" in page and "<h2>Slices by length</h2>" in page
+    assert page.count('src="data:image/png;base64,') == 2  # the recall bars and the length slices
+    assert f"mlflow ui --backend-store-uri {store_uri(results.resolve())}" in page
 
 
 def test_leaderboard_command_rebuilds_the_same_table(demo):

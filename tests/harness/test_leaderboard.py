@@ -79,5 +79,21 @@ def test_formats_and_files(tmp_path):
     assert list(again["method"]) == list(board["method"]) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_html_shows_the_best_in_strong_the_ties_marked_and_every_label_escaped():
+    board = leaderboard_table(results([*ROWS, ("coco", "<script>x</script>", 0, 100.0, "a&b")]))
+    coco = board[board["dataset"] == "coco"]
+    board.loc[coco.index, "rsum_mark"] = ["best", "tied", "", ""]
+    page = render(board, "html")
+    assert "<td><strong>320.0</strong></td>" in page and "<td>305.0 ≈</td>" in page and "**" not in page
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "<td>a&amp;b</td>" in page
+    assert "<strong>bold</strong>: best" in page
+
+
+def test_the_html_file_is_a_whole_page_that_declares_its_encoding(tmp_path):
+    written = write(leaderboard_table(results(ROWS)), tmp_path)[2].read_text(encoding="utf-8")
+    assert written.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in written
+    assert "<h2>coco / full</h2>" in written and "<table>" in written
+
+
 def test_an_empty_experiment_renders_a_note():
     assert render(leaderboard_table(results([]).reindex(columns=["dataset", "protocol", "method", "group", "seed", "metric", "value"]))) == "(no finished jobs)"
