@@ -363,3 +363,16 @@ def test_training_keeps_no_block_intermediates_by_default(pairs):
     one_block = StackedCrossAttentionHead(None)
     _, single = saved_elements(lambda: one_block(images, texts))
     assert single > kept / 2
+
+
+def test_a_score_pairs_block_on_the_cpu_gathers_at_most_32_mb():
+    """Larger gathered blocks are fresh mappings on every block (page faults), not heap memory."""
+    from baselines.scan.heads import CPU_GATHER_BYTES
+
+    head = StackedCrossAttentionHead(None)
+    images = VectorSets(torch.zeros(2, 36, 1024), torch.full((2,), 36))
+    texts = VectorSets(torch.zeros(2, 12, 1024), torch.full((2,), 12))
+    assert head._pairs_per_group(12, images, texts) == CPU_GATHER_BYTES // (4 * 12 * 1024) == 682
+    assert head._pairs_per_gather(images, texts) == min(820, CPU_GATHER_BYTES // (4 * 48 * 1024))
+    on_meta = [VectorSets(sets.vectors.to("meta"), sets.lengths) for sets in (images, texts)]
+    assert head._pairs_per_group(12, *on_meta) == 16384 * 2592 // (12 * 1024 + 2592)
