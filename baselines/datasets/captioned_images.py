@@ -4,6 +4,8 @@
 The formats differ in where an image and its captions are stored, not in what a split is, so each
 reader lists `CaptionedImage` records and `retrieval_split` flattens them into the harness's
 `RetrievalSplit`: captions in image order, each naming its image through ``image_of_caption``.
+The checks every caption reader shares (precomp's caption lines included) live here too: caption
+text is UTF-8 (`utf8_text`), an image has at least one non-blank caption (`caption_list`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ def retrieval_split(
         ).astype(np.int64),
         image_paths=tuple(image.path for image in images),
     )
+
+
+def utf8_text(data: bytes, where: str) -> str:
+    """`data` decoded as UTF-8; else a `UserError` starting with `where` (the file) that names
+    the line of the first bad byte, counted as universal newlines count lines (``\\n``, ``\\r\\n``
+    or a lone ``\\r`` ends one), so it is the line number an editor shows."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = 1 + before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n")
+        raise UserError(f"{where}: line {line}: not UTF-8 text (byte {exc.start})") from None
 
 
 def caption_list(value: object, where: str) -> tuple[str, ...]:

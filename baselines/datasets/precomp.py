@@ -31,18 +31,28 @@ does (1,000 images).
 from __future__ import annotations
 
 import io
+import math
+import os
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
-from harness.errors import UserError
+from baselines.datasets.captioned_images import utf8_text
+from harness.errors import UserError, closest
 from harness.interfaces import RetrievalSplit
-from harness.errors import closest
 
 SPLITS = ("train", "dev", "test", "testall")
 SPLIT_ALIASES = {"val": "dev"}
 FEATURE_OF_RANK = {2: "pooled", 3: "regions"}
 FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+ZIP_MAGIC = b"PK\x03\x04"
+"""How an .npz archive (a zip file) starts."""
+HEADER_READERS = {
+    (1, 0): npy_format.read_array_header_1_0,
+    (2, 0): npy_format.read_array_header_2_0,
+    (3, 0): npy_format.read_array_header_2_0,  # 3.0 differs only in UTF-8 field names, which float arrays have none of
+}
 CHECK_CHUNK_BYTES = 64 << 20
 """Feature bytes read per step of the NaN / inf scan, so memory stays bounded on any file size."""
 
@@ -101,8 +111,6 @@ class PrecompDataset:
                 raise UserError(f"{path}: not found; splits present in {self.root}: {present}")
         stored = _open_features(ims_path)
         captions = _read_lines(caps_path, "caption")
-        if len(stored) == 0:
-            raise UserError(f"{ims_path}: empty split: no image rows (shape {stored.shape})")
         if not captions:
             raise UserError(f"{caps_path}: empty split: no captions")
         if len(captions) % len(stored):
@@ -129,28 +137,68 @@ class PrecompDataset:
 
 
 def _open_features(path: Path) -> np.memmap:
-    """The features memory-mapped, after checking rank (2 or 3), dtype and row-major order.
+    """The features memory-mapped, after checking the .npy header against the file.
 
-    float32 or float16: float16 halves COCO's 33 GB training file on disk, and every batch is
-    cast to float32 as it is read. Row-major order, so that an image's features are one
-    contiguous read.
+    The header is read first, so every problem is named before anything is mapped: float32 or
+    float16 (float16 halves COCO's 33 GB training file on disk, and every batch is cast to
+    float32 as it is read), rank 2 or 3 with at least one image row and one value per row, row-major order
+    (an image's features are one contiguous read), and data whose size is exactly the header's
+    shape. A download cut short names the image row it stops in; bytes beyond the last row (a
+    file appended to, or a header rewritten for fewer rows) are refused, not ignored as
+    `np.load` would.
     """
-    try:
-        features = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable .npy array ({exc})") from None
-    if not isinstance(features, np.ndarray):
-        raise UserError(f"{path}: expected one .npy array, found an .npz archive")
-    if features.ndim not in FEATURE_OF_RANK:
+    shape, fortran_order, dtype, offset, file_bytes = _read_header(path)
+    if dtype == np.dtype(object):
         raise UserError(
-            f"{path}: array of rank {features.ndim} {features.shape}; expected rank 2 [images, dim] "
+            f"{path}: dtype object (an array of per-image arrays, e.g. a different region count per image); "
+            "expected one float32 or float16 array: pad every image to the same number of regions"
+        )
+    if dtype not in FEATURE_DTYPES:
+        raise UserError(f"{path}: dtype {dtype}; expected float32 or float16 features (convert with .astype('float32'))")
+    if len(shape) not in FEATURE_OF_RANK:
+        raise UserError(
+            f"{path}: array of rank {len(shape)} {shape}; expected rank 2 [images, dim] "
             "or rank 3 [images, regions, dim]"
         )
-    if features.dtype not in FEATURE_DTYPES:
-        raise UserError(f"{path}: dtype {features.dtype}; expected float32 or float16 features (convert with .astype('float32'))")
-    if not features.flags.c_contiguous:
+    if fortran_order:
         raise UserError(f"{path}: a column-major (Fortran-order) array; expected row-major (save np.ascontiguousarray(features))")
-    return features
+    if shape[0] == 0:
+        raise UserError(f"{path}: empty split: no image rows (shape {shape})")
+    if 0 in shape[1:]:
+        raise UserError(f"{path}: array of shape {shape} has no values per image row; expected regions and dim of at least 1")
+    row_bytes = math.prod(shape[1:]) * dtype.itemsize
+    data_bytes, expected_bytes = file_bytes - offset, shape[0] * row_bytes
+    if data_bytes < expected_bytes:
+        raise UserError(
+            f"{path}: truncated in image row {data_bytes // row_bytes}: its header declares {shape[0]} rows of "
+            f"{shape[1:]} {dtype} ({expected_bytes} bytes of data), the file holds {data_bytes}; save or download it again"
+        )
+    if data_bytes > expected_bytes:
+        raise UserError(
+            f"{path}: {data_bytes - expected_bytes} bytes after image row {shape[0] - 1}, the last of the {shape[0]} rows "
+            f"its header declares (shape {shape}): a file appended to, or a damaged header"
+        )
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _read_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int, int]:
+    """``(shape, fortran_order, dtype, data offset, file size in bytes)`` from a .npy header."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+                raise UserError(f"{path}: expected one .npy array, found an .npz archive")
+            handle.seek(0)
+            version = npy_format.read_magic(handle)
+            if version not in HEADER_READERS:
+                raise UserError(f"{path}: not a readable .npy array (format version {version[0]}.{version[1]})")
+            shape, fortran_order, dtype = HEADER_READERS[version](handle)
+            if any(dim < 0 for dim in shape):
+                raise UserError(f"{path}: not a readable .npy array (bad header: shape {shape})")
+            return shape, fortran_order, dtype, handle.tell(), os.fstat(handle.fileno()).st_size
+    except ValueError as exc:
+        raise UserError(f"{path}: not a readable .npy array (bad header: {exc})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
@@ -159,10 +207,7 @@ def _read_lines(path: Path, what: str) -> list[str]:
     Splitting on newlines only (not `str.splitlines`, which also splits on U+2028 and friends)
     keeps the line count, and with it the caption -> image pairing, equal to the reference's.
     """
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    text = utf8_text(path.read_bytes(), str(path))
     lines = [line.strip() for line in io.StringIO(text, newline=None)]
     for number, line in enumerate(lines, start=1):
         if not line:
