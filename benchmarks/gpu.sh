@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The issue-16 benchmarks on one CUDA GPU, offline, within 8 minutes, and one JSON of figures.
+# The issue-16 benchmarks (and issue 17's loader-workers benchmark) on one CUDA GPU, offline,
+# within 9 minutes, and one JSON of figures.
 #
 #   bash benchmarks/gpu.sh                # figures in benchmarks/gpu-results/figures.json
 #   OUT=/some/dir bash benchmarks/gpu.sh
@@ -10,7 +11,7 @@
 # on PYTHONPATH with a carried itr_harness.egg-info, whose entry points register the built-in
 # plugins), and, if the folder benchmarks/wheels exists, every wheel in it (the harness's
 # pure-Python dependencies, for a machine that lacks them; see benchmarks/README.md, "GPU").
-# Each benchmark file runs under its own time limit, so the whole script stays within 8
+# Each benchmark file runs under its own time limit, so the whole script stays within 9
 # minutes; a file that hits its limit keeps no figures.
 set -euo pipefail
 
@@ -58,6 +59,7 @@ run 50 benchmarks/test_cross_attention_training.py
 run 80 benchmarks/test_rerank_scale.py ITR_BENCH_FULL=1
 run 110 benchmarks/test_eval_every_method.py ITR_BENCH_FULL=1
 run 120 benchmarks/test_rerank_trained.py ITR_BENCH_FULL=1
+run 90 benchmarks/test_loader_workers.py ITR_BENCH_FULL=1
 
 python - "$OUT" <<'MERGE'
 import json

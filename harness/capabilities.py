@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from harness.errors import UserError
 
@@ -89,6 +89,17 @@ class OwnLearningRate(Protocol):
     lr_scale: float
 
 
+@runtime_checkable
+class ReadsPixels(Protocol):
+    """An image encoder that reads images, not frozen features (``pixels``, a
+    `harness.interfaces.PixelSpec`): the job decodes and augments its images on the fly and
+    calls ``forward({"pixels": Tensor [B, 3, size, size]})``. Its backbone trains with it.
+    Annotate ``pixels: PixelSpec`` in the class body too: `itr describe` then tells before
+    building that the encoder reads pixels (the spec itself may depend on a checkpoint)."""
+
+    pixels: Any
+
+
 @dataclass(frozen=True)
 class Capability:
     """How a component claims a capability, and what implementing it takes.
@@ -98,12 +109,14 @@ class Capability:
         marker: the attribute whose truth claims it (None: having `method` claims it).
         method: the method it needs, or None for a plain attribute.
         keyword: a keyword `method` must accept.
+        attribute_problem: for a plain attribute, why its value is unusable (or None).
     """
 
     protocol: type
     marker: str | None
     method: str | None = None
     keyword: str | None = None
+    attribute_problem: Callable[[Any], str | None] | None = None
 
     def claimed_by(self, component: Any) -> bool:
         if self.marker is None:
@@ -113,7 +126,7 @@ class Capability:
     def problem(self, component: Any) -> str | None:
         """Why `component` claims the capability but does not implement it, or None."""
         if self.method is None:
-            return None
+            return self.attribute_problem(getattr(component, self.marker or "")) if self.attribute_problem else None
         implementation = getattr(component, self.method, None)
         if not callable(implementation):
             return f"has no method {self.method}()"
@@ -129,6 +142,17 @@ class Capability:
         return None
 
 
+def _pixel_spec_problem(spec: Any) -> str | None:
+    from harness.interfaces import PixelSpec
+
+    if not isinstance(spec, PixelSpec):
+        return f"its pixels is a {type(spec).__name__}, not a harness.interfaces.PixelSpec"
+    if spec.size < 1 or spec.crop not in ("resized", "sides") or not 0 < spec.scale[0] <= spec.scale[1] <= 1:
+        return f"its pixels {spec} needs size ≥ 1, crop 'resized' or 'sides' and 0 < scale low ≤ high ≤ 1"
+    return None
+
+
+READS_PIXELS = Capability(ReadsPixels, "pixels", attribute_problem=_pixel_spec_problem)
 READS_BATCH = Capability(ReadsBatch, "reads_batch", "forward", "batch")
 STAGE_HOOK = Capability(StageHook, None, "begin_stage")
 READS_PAIRING_LABELS = Capability(ReadsPairingLabels, "reads_pairing_labels", "score_with_pairing")
@@ -139,6 +163,7 @@ CAPABILITIES = {
     "loss": (READS_BATCH, STAGE_HOOK),
     "similarity-head": (READS_PAIRING_LABELS, SCORES_PAIRS),
     "text-encoder": (READS_TEXT_SOURCE,),
+    "image-encoder": (READS_PIXELS,),
 }
 """The capabilities each kind may claim."""
 
@@ -171,3 +196,38 @@ def check_capabilities(component: Any, kind: str, where: str) -> None:
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
                 inner = f" (module '{name}')" if name else ""
                 raise UserError(f"{where}{inner}: lr_scale must be a finite number ≥ 0 (OwnLearningRate), got {scale!r}")
+
+
+HEAD_INPUTS: dict[str, str] = {
+    "vectors": "global vectors: Tensor [n, D] for images and captions",
+    "sets": "vector sets for images and captions (`harness.embeddings.VectorSets`: regions, words)",
+    "sets+summary": "vector sets for images and captions, the images' with a global summary [n, D']",
+}
+"""The kinds of embeddings a similarity head may declare it scores (`DeclaresInputs`)."""
+
+
+@runtime_checkable
+class DeclaresInputs(Protocol):
+    """A head that says which embeddings it scores: ``accepts = ("vectors", "sets")``, keys of
+    `HEAD_INPUTS`. `itr check` runs the head's checks on each kind it declares (without the
+    declaration, on the first kind it scores without raising) and `itr describe` shows them."""
+
+    accepts: tuple[str, ...]
+
+
+def declared_inputs(head: Any, where: str) -> tuple[str, ...] | None:
+    """The input kinds a head (or its class) declares in ``accepts``, or None when it declares
+    none; a declaration that names no kind of `HEAD_INPUTS` is a UserError naming `where`."""
+    from harness.errors import closest
+
+    declared = getattr(head, "accepts", None)
+    if declared is None:
+        return None
+    if isinstance(declared, str) or not isinstance(declared, (tuple, list)) or not declared:
+        raise UserError(f"{where}: accepts must be a non-empty tuple of input kinds, e.g. (\"vectors\", \"sets\"); got {declared!r}")
+    for kind in declared:
+        if kind not in HEAD_INPUTS:
+            raise UserError(
+                f"{where}: accepts names an unknown input kind {kind!r}{closest(str(kind), HEAD_INPUTS)}; kinds: {', '.join(HEAD_INPUTS)}"
+            )
+    return tuple(declared)

@@ -31,7 +31,7 @@ class _State:
         if self._host is None:
             from harness.plugin_manager import PluginHost
 
-            self._host = PluginHost(strict=self.strict_plugins, plugins_dir=self.plugins_dir)
+            self._host = PluginHost(strict=self.strict_plugins, plugins_dir=self.plugins_dir, debug=self.debug)
         return self._host
 
 
@@ -82,7 +82,7 @@ quiet_option = click.option(
     default=None,
     help="Also load every *.py file in this folder as a plugin.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors, and for plugins that fail to load.")
 @click.pass_context
 def cli(ctx: click.Context, strict_plugins: bool, plugins_dir: Path | None, debug: bool) -> None:
     """itr-harness: compare image-text retrieval methods on the same data and protocol."""
@@ -90,13 +90,62 @@ def cli(ctx: click.Context, strict_plugins: bool, plugins_dir: Path | None, debu
 
 
 @cli.command()
+@click.option("--check", "import_all", is_flag=True, help="Also import every component's factory; exit 2 if one (or a plugin) is broken.")
 @click.pass_obj
-def plugins(state: _State) -> None:
+def plugins(state: _State, import_all: bool) -> None:
     """List every plugin with its version, hooks and the components it registered."""
     from tabulate import tabulate
 
     rows = [[info.name, info.version, ", ".join(info.hooks) or "-", status] for info, status in state.host.listing()]
     click.echo(tabulate(rows, headers=["plugin", "version", "hooks", "components"], tablefmt="simple"))
+    if not import_all:
+        return
+    registry = state.host.registry
+    broken = registry.import_failures()
+    for spec, error in broken:
+        click.echo(f"BROKEN {spec.kind}:{spec.name}: {error}", err=True)
+        if state.debug and error.__cause__ is not None:
+            click.echo("".join(traceback.format_exception(error.__cause__)), err=True)
+    for plugin, error in registry.failed_plugins.items():
+        click.echo(f"FAILED plugin '{plugin}': {error}", err=True)
+    components = sum(1 for _ in registry)
+    click.echo(
+        f"{components - len(broken)} of {components} component factories import; "
+        f"{len(broken)} broken, {len(registry.failed_plugins)} plugins failed to load",
+        err=True,
+    )
+    if broken or registry.failed_plugins:
+        sys.exit(EXIT_USAGE)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kind", default=None, help="The component's kind, when the name is taken in two (e.g. method or text-encoder).")
+@click.pass_obj
+def describe(state: _State, name: str, kind: str | None) -> None:
+    """Show a component's options (type, default, allowed values), what it consumes and produces,
+    and its docstring's summary; for a method, its resolved defaults."""
+    from tabulate import tabulate
+
+    from harness.describe import describe as describe_component
+
+    found = describe_component(state.host.registry, f"{kind}:{name}" if kind else name)
+    spec = found.spec
+    click.echo(f"{spec.kind}:{spec.name} (plugin {spec.plugin}; {found.source})")
+    if found.summary:
+        click.echo(found.summary)
+    if found.paper:
+        click.echo(f"paper: {found.paper}")
+    for direction, what in found.flow:
+        click.echo(f"{direction}: {what}")
+    if spec.kind == "method":
+        click.echo("\nresolved defaults (override any of them in the method's block of an experiment file):")
+        click.echo("\n".join(f"{key} = {value}" for key, value in found.defaults))
+    elif found.options:
+        rows = [[row.name, row.type, row.default, row.allowed] for row in found.options]
+        click.echo("\n" + tabulate(rows, headers=["option", "type", "default", "allowed"], tablefmt="simple", disable_numparse=True))
+    else:
+        click.echo("no options")
 
 
 @cli.command()
@@ -109,11 +158,14 @@ def plan(state: _State, experiment_file: Path) -> None:
     from harness.experiment.plan import plan as plan_jobs
 
     experiment, jobs = plan_jobs(experiment_file, state.host.registry)
+    axes = list(dict.fromkeys(key for job in jobs for key in job.axes))  # grid keys: the value each cell runs with
     rows = [
-        [job.label, job.method, job.dataset.name, job.seed, ", ".join(job.config.stages) or "(no training)", job.config_hash]
+        [job.label, *(job.axes.get(key, "") for key in axes), job.method, job.dataset.name, job.seed,
+         ", ".join(job.config.stages) or "(no training)", job.config_hash]
         for job in jobs
     ]
-    click.echo(tabulate(rows, headers=["method", "recipe", "dataset", "seed", "stages", "config hash"], tablefmt="simple"))
+    headers = ["method", *axes, "recipe", "dataset", "seed", "stages", "config hash"]
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
     cells = len({job.label for job in jobs})
     click.echo(
         f"{len(jobs)} jobs in experiment '{experiment.name}': {cells} method cells × "
@@ -350,19 +402,22 @@ def compare(state: _State, run_a, run_b, experiment_name, dataset, protocol, res
     import pandas as pd
     from tabulate import tabulate
 
+    from harness.experiment.finished import job_run_titles
     from harness.statistics.reports import compare_labels
 
     result = compare_labels(run_a, run_b, experiment_name, dataset, protocol, results_dir, tracking_uri, resamples, confidence)
+    if experiment_name is None:
+        titles = job_run_titles([run_a, run_b], results_dir, tracking_uri)
+        side_a, side_b = (f"run {run} ({titles[run]})" for run in (run_a, run_b))
+    else:
+        side_a, side_b = (f"{label} ({len(runs)} run(s))" for label, runs in ((run_a, result.runs_a), (run_b, result.runs_b)))
     rows = [
         [d.metric, f"{d.a:.1f}", f"{d.b:.1f}", f"{d.difference:.1f}", f"[{d.low:.1f}, {d.high:.1f}]", f"{d.p_value:.3f}",
          *("" if pd.isna(result.spread.loc[d.metric, side]) else f"{result.spread.loc[d.metric, side]:.1f}" for side in ("A", "B"))]
         for d in result.differences
     ]
     headers = ["metric", "A", "B", "A − B", f"{confidence:.0%} interval", "p", "A seed std", "B seed std"]
-    click.echo(
-        f"A = {run_a} ({len(result.runs_a)} run(s)), B = {run_b} ({len(result.runs_b)} run(s)), "
-        f"protocol {result.protocol}, {resamples} paired resamples"
-    )
+    click.echo(f"A = {side_a}, B = {side_b}, protocol {result.protocol}, {resamples} paired resamples")
     click.echo(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
 
 

@@ -10,9 +10,22 @@ Data flow (docs/architecture.md)::
 
     Dataset.load(split) -> RetrievalSplit (captions, image files or precomputed features)
       -> ImageBackbone / TextBackbone: frozen features, cached on disk by content hash
+         (or decoded, augmented pixels, for an image encoder that reads them: PixelSpec)
       -> ImageEncoder / TextEncoder (trainable) -> embeddings
       -> SimilarityHead -> scores [n_images, n_captions] -> Loss (training)
       -> evaluation strategy (``eval.mode``) -> EvaluationProtocol -> metrics
+
+Embeddings are of two kinds. Global methods give a Tensor [B, D] per item. Local methods (SCAN,
+AsCL) keep one vector per region or word, and sets differ in size, so they give a
+`harness.embeddings.VectorSets`, never a bare [B, R, D] tensor:
+
+- ``vectors``: [B, N_max, D], zero past each set's length;
+- ``lengths``: int64 [B], the real vectors in each set (at least 1);
+- ``summary``: optional [B, D'], a global vector travelling with each set (AsCL's CNN vector);
+- ``mask()``: bool [B, N_max], True for real vectors; ``mean()``: [B, D], each set's mean.
+
+The evaluator slices, concatenates and moves both kinds alike, so a head receives exactly what
+its encoders produced.
 """
 
 from __future__ import annotations
@@ -152,10 +165,45 @@ class BuildContext:
     seed: int = 0
 
 
-class ImageEncoder(Protocol):
-    """Trainable map from image features to embeddings (a torch.nn.Module).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-    forward: features {name: Tensor [B, ...]}, every image feature on offer
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """How an image encoder that reads pixels wants its images (`harness.capabilities.ReadsPixels`).
+
+    The harness decodes and augments every image on the fly, in `torch.utils.data.DataLoader`
+    worker processes, and hands the encoder ``{"pixels": float32 [B, 3, size, size]}``, RGB
+    scaled to [0, 1] then normalised by `mean` and `std`.
+
+    Attributes:
+        size: the square side the encoder reads.
+        mean, std: per-channel normalisation of [0, 1] pixels (the model's own, e.g. ImageNet's).
+        crop: the augmentation of training images and the resize of test images.
+            ``"resized"``: a random crop of `scale` of the image's area and an aspect ratio in
+            [3/4, 4/3], resized to size × size (torchvision's RandomResizedCrop); test images
+            are resized on their short side and centre-cropped.
+            ``"sides"``: a random crop of a fraction in `scale` of each side, resized to
+            size × size without keeping the aspect ratio; test images are resized whole (the
+            VSE∞ and D2S-VSE code, whose crop ratio is U[0.6, 1)).
+            Both flip training images horizontally with probability 0.5.
+        scale: the (low, high) range of the random crop, of the area or of each side.
+    """
+
+    size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop: str = "resized"
+    scale: tuple[float, float] = (0.08, 1.0)
+
+
+class ImageEncoder(Protocol):
+    """Trainable map from images to embeddings (a torch.nn.Module).
+
+    forward: features {name: Tensor [B, ...]}, every image feature on offer (frozen backbone
+    features, cached), or ``{"pixels": Tensor [B, 3, S, S]}`` for an encoder that reads pixels
+    (`harness.capabilities.ReadsPixels`: a fine-tuned backbone)
     -> Tensor [B, D] (a global embedding per image) or `harness.embeddings.VectorSets` (local:
     one vector per region, zero-padded ``vectors`` [B, R_max, D] with ``lengths`` [B] and an
     optional global ``summary`` [B, D'] travelling with them).
@@ -172,7 +220,8 @@ class TextEncoder(Protocol):
     batches it by indexing. Frozen features are best returned as the cache hands them
     (memory-mapped numpy arrays): only each batch's rows are then read, and a job's memory does
     not grow with the split. forward: prepared inputs {name: Tensor [B, ...]} -> Tensor [B, D] or
-    `harness.embeddings.VectorSets` (one vector per word).
+    `harness.embeddings.VectorSets` (one vector per word: ``vectors`` [B, L_max, D] zero-padded,
+    ``lengths`` [B]; see the module docstring).
 
     The encoder also prepares the texts of a job's text sources (`TextSource`, e.g. dense
     descriptions), alike unless it declares `harness.capabilities.ReadsTextSource`.
@@ -186,7 +235,13 @@ class TextEncoder(Protocol):
 class SimilarityHead(Protocol):
     """Scores every image against every caption: [n_i, ...] x [n_c, ...] -> [n_i, n_c].
 
-    Inputs are what the encoders produce: Tensors [n, D] or `harness.embeddings.VectorSets`.
+    Inputs are what the encoders produce: Tensors [n, D] or `harness.embeddings.VectorSets`
+    (``vectors`` [n, N_max, D] zero-padded past ``lengths`` [n], an optional ``summary`` [n, D'];
+    see the module docstring). The output is float [n_images, n_captions], entry [i, j] the score
+    of images[i] and texts[j]. A head declares the kinds it scores with ``accepts``
+    (`harness.capabilities.DeclaresInputs`, e.g. ``accepts = ("vectors", "sets")``); `itr check`
+    checks it on each, and `itr describe` shows them.
+
     A head must score each pair independently of the other items in the batch; evaluation
     calls it on chunks and relies on that. The one exception exists to reproduce public code
     that leaks (`harness.capabilities.ReadsPairingLabels`); the harness warns, and the
@@ -197,13 +252,24 @@ class SimilarityHead(Protocol):
 
 
 class Loss(Protocol):
-    """Training objective on a batch score matrix.
+    """Training objective on a batch score matrix: forward(scores, image_ids) -> a scalar Tensor,
+    differentiable in `scores`.
 
-    scores: [B, B + G] with scores[i, j] = s(image of pair i, caption of pair j) for j < B; the
-    diagonal holds the positives. G is 0 unless the job generates feature-level negatives: then
-    columns B … 2B − 1 score each image against one generated negative caption per pair (G = B),
-    never a positive. image_ids: int64 [B], the dataset image index of each pair, so a loss can
-    tell two captions of the same image apart from true negatives.
+    scores: float [B, B + G], B ≥ 2 (pairs of an image and one of its captions). For j < B,
+    scores[i, j] = s(image of pair i, caption of pair j): the diagonal holds the positives. G is
+    0 unless the job generates feature-level negatives (``generators.negatives``): then G = B and
+    column B + k scores each image against the negative generated from caption k's embedding: a
+    negative for every row (for row k, a hard one made from its own caption), never a positive.
+    With generated positives (``generators.positives``) the trainer calls the loss a second time
+    in the step, the generated captions T⁺ in place of the real ones (same layout), and weighs
+    the two: (1 − w)·L(I, T) + w·L(I, T⁺), w = ``generators.positive_weight``. In a stage that
+    trains on a text source, the pairs are each image with its text.
+
+    image_ids: int64 [B], the dataset image index of each pair. Two captions of one image in a
+    batch share an id: scores[i, j] with image_ids[i] == image_ids[j], j ≠ i, is a positive too,
+    which a loss should not push down as a negative.
+
+    A loss holds no trainable parameters: the trainer optimises the model's only.
 
     Optional capabilities (`harness.capabilities`): `ReadsBatch` (the step's embeddings, model,
     progress and text-source rows), `StageHook` (told when its stage starts), `ReportsTerms`

@@ -3,8 +3,9 @@
 Rows come from finished job runs of one experiment; for each config hash only the newest run
 counts (a rerun replaces, never duplicates). Seeds of the same cell are summarised as mean and
 standard deviation, with the number of seeds shown. Grid cells carry their axis values as
-columns (``axis:similarity_head.u1``). There is one table per (dataset, protocol), sorted by any
-metric (rSum by default, best first). `harness.statistics.board` adds bootstrap intervals and
+columns (``axis:similarity_head.u1``), each the value the cell ran with (an ``include`` cell's
+recipe value too, `harness.experiment.grid.ran_with`). There is one table per (dataset,
+protocol), sorted by any metric (rSum by default, best first). `harness.statistics.board` adds bootstrap intervals and
 marks the rows not significantly different from the best; cells read ``value ± spread``, the best
 in bold (Markdown ``**…**``, HTML ``<strong>``).
 """
@@ -19,6 +20,7 @@ import pandas as pd
 
 from harness.atomic import write_text_atomically
 from harness.errors import UserError, closest
+from harness.experiment.grid import NOT_APPLICABLE
 from harness.markup import Html, escape, page, strong, table
 from harness.metrics import MEDIAN_RANKS, RECALLS, RSUM
 from harness.tracking import JOB_KIND, NON_PROTOCOL_PREFIXES
@@ -29,6 +31,7 @@ METRIC_COLUMNS = [*RECALL_COLUMNS, *RANK_COLUMNS]
 LOWER_IS_BETTER = frozenset(RANK_COLUMNS)
 KEY_COLUMNS = ["dataset", "protocol", "method"]
 AXIS_PREFIX = "axis:"
+AXIS_TAG = "tags.itr.axis."
 FORMATS = ("markdown", "csv", "html")
 FINISHED_JOBS = f"tags.`itr.kind` = '{JOB_KIND}' and attributes.status = 'FINISHED'"
 """The MLflow filter of the runs a leaderboard is built from."""
@@ -52,7 +55,8 @@ def job_results(tracking_uri: str, experiment_id: str) -> pd.DataFrame:
     runs = runs.drop_duplicates(subset="tags.itr.config_hash", keep="first")
     if "tags.itr.group" not in runs:
         runs["tags.itr.group"] = runs["tags.itr.label"]
-    axis_tags = [column for column in runs.columns if column.startswith("tags.itr.axis.")]
+    axis_tags = [column for column in runs.columns if column.startswith(AXIS_TAG)]
+    _fill_untagged_axes(runs, axis_tags)
     metric_columns = [c for c in runs.columns if c.startswith("metrics.") and "/" in c and not c.removeprefix("metrics.").startswith(NON_PROTOCOL_PREFIXES)]
     identity = ["run_id", "tags.itr.label", "tags.itr.group", "tags.itr.dataset", "tags.itr.seed", *axis_tags]
     long = runs[identity + metric_columns].melt(id_vars=identity, var_name="metric", value_name="value").dropna(subset=["value"])
@@ -70,8 +74,25 @@ def job_results(tracking_uri: str, experiment_id: str) -> pd.DataFrame:
         }
     )
     for tag in axis_tags:
-        frame[AXIS_PREFIX + tag.removeprefix("tags.itr.axis.")] = long[tag]
+        frame[AXIS_PREFIX + tag.removeprefix(AXIS_TAG)] = long[tag]
     return frame
+
+
+def _fill_untagged_axes(runs: pd.DataFrame, axis_tags: list[str]) -> None:
+    """Give each run of a grid a value for every axis of its block. Runs logged by older
+    versions tagged an ``include`` cell with the keys it set only; the value it ran with for the
+    others is in its params (the resolved config: a component by its ``.name``)."""
+    blocks = runs["tags.itr.group"].fillna(runs["tags.itr.label"])
+    for tag in axis_tags:
+        key = tag.removeprefix(AXIS_TAG)
+        untagged = runs[tag].isna() & runs[tag].notna().groupby(blocks).transform("any")
+        if not untagged.any():
+            continue
+        value = pd.Series(NOT_APPLICABLE, index=runs.index, dtype=object)
+        for column in (f"params.{key}.name", f"params.{key}"):
+            if column in runs:
+                value = runs[column].where(runs[column].notna(), value)
+        runs.loc[untagged, tag] = value[untagged]
 
 
 def leaderboard_table(results: pd.DataFrame, sort_by: str = "rsum") -> pd.DataFrame:

@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -58,6 +59,8 @@ class PluginHost:
         plugins_dir: a folder of loose ``*.py`` plugin files (``--plugins-dir``).
         extra_plugins: plugin objects or modules registered directly (tests, notebooks).
         entry_points: load the ``itr_harness`` entry-point group (default True).
+        debug: print the traceback of each plugin that fails to import or register (``--debug``),
+            beside the one-line warning.
     """
 
     def __init__(
@@ -67,12 +70,15 @@ class PluginHost:
         plugins_dir: Path | None = None,
         extra_plugins: Iterable[Any] = (),
         entry_points: bool = True,
+        debug: bool = False,
     ) -> None:
         self.strict = strict
+        self.debug = debug
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.registry = Registry()
+        self.registry.host_options = {"strict": strict, "plugins_dir": plugins_dir}
         if entry_points:
             self._load_entry_points()
         if plugins_dir is not None:
@@ -97,10 +103,13 @@ class PluginHost:
             rows.append((info, f"FAILED: {info.error}" if info.error else components or "-"))
         return rows
 
-    def _fail(self, info: PluginInfo, message: str) -> None:
+    def _fail(self, info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
+        """Record why a plugin did not load; with `debug`, print `exc`'s traceback first."""
         info.error = message
         self.plugins[info.name] = info
         self.registry.failed_plugins[info.name] = message
+        if self.debug and exc is not None:
+            sys.stderr.write(f"plugin '{info.name}' ({info.source}) failed:\n{''.join(traceback.format_exception(exc))}")
         if self.strict:
             raise UserError(f"plugin '{info.name}' ({info.source}): {message}")
         print(f"warning: plugin '{info.name}' skipped: {message}", file=sys.stderr)
@@ -109,7 +118,7 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=info.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
-            self._fail(info, f"not a valid plugin ({exc})")
+            self._fail(info, f"not a valid plugin ({exc})", exc)
             return
         hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         unknown = [name for name in hooks if getattr(self.pm.hook, name).spec is None]
@@ -135,7 +144,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a third-party import can raise anything
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}", exc)
                 continue
             self._add(plugin, info)
 
@@ -147,7 +156,7 @@ class PluginHost:
             try:
                 module = _import_file(path)
             except Exception as exc:
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}", exc)
                 continue
             self._add(module, info)
 
@@ -167,7 +176,7 @@ class PluginHost:
                 except Exception as exc:
                     for spec in added:
                         self.registry.remove(spec)
-                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
 
     def _registrar(self, plugin: str, kind: str | None, added: list[ComponentSpec]):
         def register(name: str, factory: Factory, *, kind: str | None = kind, **meta: Any) -> None:

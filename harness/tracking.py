@@ -224,8 +224,21 @@ class JobLog:
 
     def dataset(self, entry: DatasetEntry, split: RetrievalSplit, context: str, source: str | None) -> None:
         """Record a split the job reads as a run input (`dataset_input`); `context` is MLflow's
-        ``training`` or ``testing``, `source` where the dataset says the split lies."""
-        self._client.log_inputs(self.run_id, datasets=[dataset_input(entry, split, context, source)])
+        ``training`` or ``testing``, `source` where the dataset says the split lies.
+
+        Jobs of one grid read the same splits, and the store creates a dataset's row on first
+        use: two workers logging it at once race on that row, and the loser's insert fails its
+        unique key. The row then exists, so the loser's second try only links it to its run.
+        """
+        from mlflow.exceptions import MlflowException
+
+        inputs = [dataset_input(entry, split, context, source)]
+        try:
+            self._client.log_inputs(self.run_id, datasets=inputs)
+        except MlflowException as exc:
+            if "UNIQUE constraint failed" not in str(exc) and "Duplicate entry" not in str(exc):
+                raise
+            self._client.log_inputs(self.run_id, datasets=inputs)
 
     def device(self, phase: str, device: torch.device) -> None:
         """Where a phase of the job (``train``, ``eval``) ran, as the tag ``itr.<phase>.device``

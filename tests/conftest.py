@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.helpers import run_itr
+from tests.tiny_models import tiny_checkpoints  # noqa: F401 (a session fixture for every test)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

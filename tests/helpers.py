@@ -103,6 +103,7 @@ def itr_in_process(*args: str) -> Completed:
 
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    _forget_process_caches()
     try:
         with mock.patch.dict(os.environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
@@ -112,7 +113,19 @@ def itr_in_process(*args: str) -> Completed:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
         mlflow.set_tracking_uri(saved)  # the commands set it for this process; None restores mlflow's default
+        _forget_process_caches()
     return Completed(code, out.getvalue(), err.getvalue())
+
+
+def _forget_process_caches() -> None:
+    """Empty what the harness keeps for the life of a process (the per-query ranks it downloaded),
+    before and after an in-process command: each command, and the test reading the store after
+    it, reads the store as a fresh `itr` process would."""
+    from harness.statistics.store import fetch_ranks
+
+    cache_clear = getattr(fetch_ranks, "cache_clear", None)
+    if cache_clear is not None:
+        cache_clear()
 
 
 def saved_elements(function) -> tuple:

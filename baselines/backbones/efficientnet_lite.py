@@ -112,13 +112,18 @@ class EfficientNetLite0(nn.Module):
             pooled: [B, 1280], the mean of `regions` (global average pooling).
             logits: [B, num_classes], ``_fc(pooled)`` (the training dropout is identity at eval).
         """
+        regions = self.grid(x)
+        pooled = regions.mean(dim=1)
+        return {"regions": regions, "pooled": pooled, "logits": self._fc(pooled)}
+
+    def grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] -> the final feature map (after head conv, BN, ReLU6) flattened
+        row-major, [B, ceil(H / 32) * ceil(W / 32), 1280]."""
         h = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             h = block(h)
         h = F.relu6(self._bn1(self._conv_head(h)))
-        regions = h.flatten(2).transpose(1, 2)
-        pooled = regions.mean(dim=1)
-        return {"regions": regions, "pooled": pooled, "logits": self._fc(pooled)}
+        return h.flatten(2).transpose(1, 2)
 
 
 def weights_path() -> Path:

@@ -17,3 +17,4 @@ def register_encoders(register):
 def register_methods(register):
     register("vse-inf", "baselines.vse_infinity.recipes:VSE_INFINITY")
     register("vse-inf-bigru", "baselines.vse_infinity.recipes:VSE_INFINITY_BIGRU")
+    register("vse-inf-grid", "baselines.vse_infinity.recipes:VSE_INFINITY_GRID")

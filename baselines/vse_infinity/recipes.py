@@ -57,3 +57,27 @@ VSE_INFINITY_BIGRU = MethodRecipe(
         "stages": STAGES,
     },
 )
+
+
+VSE_INFINITY_GRID = MethodRecipe(
+    name="vse-inf-grid",
+    summary="VSE∞ on the grid of a fine-tuned ImageNet CNN (the paper's backbone setting): 512 px, CNN at 0.1 × lr, GPO",
+    paper=PAPER,
+    defaults={
+        **VSE_INFINITY.defaults,
+        # The code's backbone branch: the final feature map (16 × 16 at 512 px) -> Linear -> GPO
+        # -> l2norm, the grid size augmentation (top rate 0.2), the side-crop pipeline, batch
+        # norms frozen, the CNN at 0.1 × lr (the paper's factor for ImageNet CNNs). `model` is the
+        # CNN's folder, e.g. a snapshot of microsoft/resnet-152.
+        "image_encoder": {
+            "name": "hf-vision",
+            "embed_dim": 1024,
+            "pooling": "gpo",
+            "image_size": 512,
+            "crop": "sides",
+            "token_drop": 0.2,
+            "lr_scale": 0.1,
+            "freeze_batchnorm": True,
+        },
+    },
+)

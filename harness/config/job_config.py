@@ -39,6 +39,9 @@ class ComponentRef(BaseModel):
         return dict(self.model_extra or {})
 
 
+LOADER_WORKERS: Any = Field(4, ge=0, description="processes decoding images for an image encoder that reads pixels (0: the job's own; at most the usable cores)")
+
+
 class TrainConfig(Strict):
     """Optimisation settings shared by all stages (a stage may override `lr`), and where training runs."""
 
@@ -54,12 +57,21 @@ class TrainConfig(Strict):
     grad_clip: PositiveFloat | None = 2.0
     steps_per_epoch: PositiveInt | None = Field(None, description="at most this many batches per epoch, e.g. a quick check on a large split; None: the whole split")
     device: str = Field("auto", description="auto: CUDA, then Apple MPS, then the CPU")
-    amp: bool = Field(True, description="mixed precision (float16 with loss scaling) when training on CUDA")
+    amp: bool = Field(True, description="mixed precision when training on CUDA (amp_dtype)")
+    amp_dtype: Literal["float16", "bfloat16"] = Field("float16", description="amp: float16 with loss scaling, or bfloat16 (no scaling needed)")
+    loader_workers: int = LOADER_WORKERS
+    processes: PositiveInt = Field(1, description="data-parallel processes training the job, one per GPU on CUDA; batch_size is the global batch")
 
     @model_validator(mode="after")
     def _milestones_for_multistep(self) -> "TrainConfig":
         if self.lr_schedule == "multistep" and not self.lr_milestones:
             raise PydanticCustomError("milestones", "lr_schedule 'multistep' needs lr_milestones, a non-empty list of epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> "TrainConfig":
+        if self.batch_size % self.processes:
+            raise PydanticCustomError("processes", f"batch_size {self.batch_size} does not split over {self.processes} processes; use a multiple")
         return self
 
 
@@ -81,6 +93,7 @@ class EvalConfig(Strict):
     device: str = Field("auto", description="auto: CUDA, then Apple MPS, then the CPU")
     amp: bool = Field(False, description="encode and score under bfloat16 autocast on CUDA (scores are kept as float32)")
     batch_size: PositiveInt = Field(256, description="images or captions encoded at once")
+    loader_workers: int = LOADER_WORKERS
     score_chunk: PositiveInt = Field(1024, description="images and captions per block of the score matrix")
     mode: Literal["full", "rerank"] = "full"
     rerank_k: PositiveInt = Field(128, description="rerank: candidates per query scored by the head")

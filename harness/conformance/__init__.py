@@ -6,7 +6,7 @@
 | kind | checks |
 | --- | --- |
 | image / text encoder | interface, leakage/batch-order, leakage/batch-composition, determinism, gradients, checkpoint |
-| similarity head | interface, leakage/pairing-labels, leakage/batch-order, leakage/batch-composition, pairs (when it scores explicit pairs), determinism, gradients, checkpoint |
+| similarity head | interface, leakage/pairing-labels, leakage/batch-order, leakage/batch-composition, pairs (when it scores explicit pairs), determinism, gradients, checkpoint; once per input kind it declares (`accepts`) |
 | loss | interface, ranking-direction, determinism, gradients (into the scores; no parameters of its own) |
 | sample generator | interface, determinism (own rng only), gradients (feature level) |
 | image / text backbone | interface, leakage/batch-order, leakage/batch-composition, determinism |

@@ -27,7 +27,8 @@ from harness.conformance.subject import (
 from harness.conformance.synthetic import describe, leaves
 from harness.embeddings import Embeddings, VectorSets
 from harness.config.job_config import CAPTIONS
-from harness.training.model import gather, prepare_texts
+from harness.training.feeds import gather
+from harness.training.model import prepare_texts
 
 POOL = 9
 """Synthetic items per check; batches are drawn from these by index."""
@@ -57,7 +58,7 @@ class EncoderChecks(ComponentChecks):
         if self.is_text:
             prepared = prepare_texts(module, data.captions(POOL, salt=1), CAPTIONS)
             return module(gather(prepared, index, device))
-        features = data.image_features(POOL, salt=1)
+        features = data.image_inputs(module, POOL, salt=1)
         return module({name: value[index].to(device) for name, value in features.items()})
 
     def eval_outputs(self, module: Any) -> dict[str, Embeddings]:

@@ -12,6 +12,11 @@ Evaluation fills the test score matrix block by block and ranks it, so a head's 
 - ``leakage/pairing-labels``: evaluation must not read which caption belongs to which image. A
   head declaring ``reads_pairing_labels`` is given them (`harness.evaluation.evaluate`) and fails;
   for the others, the score matrix evaluation produces must not change when only the labels do.
+
+Checked on its own, a head that declares its inputs (``accepts``,
+`harness.capabilities.DeclaresInputs`) is checked once on each kind it declares, each a block
+of rows (``similarity-head:my-head on sets``); one that declares none, on the first kind of
+synthetic input it scores without raising.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from torch import nn
 
 from harness.conformance.compare import require_close, require_finite
 from harness.conformance.evaluated import CHUNK, evaluate_split
-from harness.conformance.report import CheckFailed, CheckSkipped, one_line
+from harness.conformance.report import CheckFailed, CheckResult, CheckSkipped, one_line
 from harness.conformance.sources import DEFAULT_DIM, EmbeddingSource, synthetic_candidates
 from harness.conformance.subject import (
     ComponentChecks,
@@ -36,6 +41,7 @@ from harness.conformance.subject import (
 )
 from harness.conformance.synthetic import as_leaf, leaves
 from harness.embeddings import Embeddings, VectorSets, concat
+from harness.errors import UserError
 
 N_IMAGES, N_CAPTIONS = 4, 8
 """The checks' batch: 4 images × 8 captions (a multiple, so heads that pair caption k with image
@@ -49,8 +55,9 @@ class HeadChecks(ComponentChecks):
 
     Args:
         subject: the head with its options.
-        sources: the (images, captions) inputs to use (a method's encoders); None probes
-            `synthetic_candidates` in the interface check.
+        sources: the (images, captions) inputs to use (a method's encoders); None feeds the
+            synthetic inputs of each kind the head declares, or probes `synthetic_candidates`.
+        inputs: the one declared input kind to feed (a key of `harness.capabilities.HEAD_INPUTS`).
     """
 
     CHECKS = (
@@ -64,9 +71,37 @@ class HeadChecks(ComponentChecks):
         ("checkpoint", "checkpoint"),
     )
 
-    def __init__(self, subject: Subject, sources: tuple[EmbeddingSource, EmbeddingSource] | None = None) -> None:
+    def __init__(
+        self, subject: Subject, sources: tuple[EmbeddingSource, EmbeddingSource] | None = None, inputs: str | None = None
+    ) -> None:
         super().__init__(subject)
-        self.sources = sources
+        self.inputs = inputs
+        self.sources = synthetic_candidates(subject.data, self._dim())[inputs] if inputs is not None else sources
+
+    @property
+    def title(self) -> str:
+        return f"{self.subject.title} on {self.inputs}" if self.inputs is not None else self.subject.title
+
+    def run(self) -> list[CheckResult]:
+        """All checks, once per input kind the head declares when it is checked on its own."""
+        declared = self._declared() if self.sources is None else None
+        if not declared:
+            return super().run()
+        return [result for kind in declared for result in HeadChecks(self.subject, inputs=kind).run()]
+
+    def _declared(self) -> tuple[str, ...] | None:
+        """The input kinds the head declares; None when it declares none, cannot be built or
+        declares nonsense (the interface check then says why)."""
+        from harness.capabilities import declared_inputs
+
+        try:
+            return declared_inputs(self.primary, self.title)
+        except Exception:
+            return None
+
+    def _dim(self) -> int:
+        """The size of synthetic embeddings: the head's ``embed_dim`` when it has one."""
+        return int(self.subject.options.get("embed_dim", self.subject.spec.defaults().get("embed_dim", DEFAULT_DIM)))
 
     def batch(self, salt: int = 0) -> tuple[Embeddings, Embeddings]:
         images, texts = self.sources
@@ -90,13 +125,24 @@ class HeadChecks(ComponentChecks):
     # -- checks ----------------------------------------------------------------------------------
 
     def interface(self) -> str:
+        from harness.capabilities import declared_inputs
+
         head = require_module(self.primary)
+        try:
+            declared_inputs(head, "the head")
+        except UserError as exc:
+            raise CheckFailed(str(exc)) from None
         if self.sources is None:
             self.sources = self._probe(head)
         images, texts = self.batch()
         for device in devices():
             head.to(device)
-            out = self.scores(head, images.to(device), texts.to(device))
+            try:
+                out = self.scores(head, images.to(device), texts.to(device))
+            except Exception as exc:
+                if self.inputs is None:
+                    raise
+                raise CheckFailed(f"it accepts {self.inputs!r}, but scoring {self.sources[0].description} raised {one_line(exc)}") from None
             if not isinstance(out, torch.Tensor):
                 raise CheckFailed(f"forward returned {type(out).__name__}, not a Tensor [n_images, n_captions]")
             if out.device.type != device.type:
@@ -111,9 +157,8 @@ class HeadChecks(ComponentChecks):
 
     def _probe(self, head: Any) -> tuple[EmbeddingSource, EmbeddingSource]:
         """The first kind of synthetic input the head scores without raising."""
-        dim = int(self.subject.options.get("embed_dim", self.subject.spec.defaults().get("embed_dim", DEFAULT_DIM)))
         errors = []
-        for candidate in synthetic_candidates(self.subject.data, dim):
+        for candidate in synthetic_candidates(self.subject.data, self._dim()).values():
             images, texts = candidate
             try:
                 self.scores(head, images(N_IMAGES, 10), texts(N_CAPTIONS, 20))

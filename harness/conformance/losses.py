@@ -32,7 +32,7 @@ from harness.conformance.subject import (
 )
 from harness.conformance.synthetic import SyntheticData
 from harness.errors import UserError
-from harness.training.model import gather
+from harness.training.feeds import gather
 
 BATCH = 6
 STEP = {"stage": "itr-check", "epoch": 1, "step": 1, "steps": 2}

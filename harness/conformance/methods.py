@@ -37,7 +37,7 @@ from harness.conformance.subject import Subject
 from harness.conformance.synthetic import SyntheticData
 from harness.conformance.texts import TextSourceChecks
 from harness.config.job_config import ComponentRef
-from harness.training.model import gather
+from harness.training.feeds import gather
 from harness.config.roles import MODEL_ROLES
 from harness.registry import ComponentSpec, Registry
 
@@ -135,7 +135,8 @@ class MethodChecks:
             name: list(self.registry.get("text-source", ref.name).build(ref.options, f"{self.title}.texts.{name}").image_texts(split))
             for name, ref in self.config.texts.items()
         }
-        return split_inputs(model, split.image_features, split.captions, split.image_of_caption, texts)
+        images = self.data.image_inputs(model.image_encoder, n_images, salt)
+        return split_inputs(model, images, split.captions, split.image_of_caption, texts)
 
     def _step_inputs(self, model: Any) -> StepInputs | None:
         """The recipe's model on a batch of synthetic items, for losses that read the batch; None

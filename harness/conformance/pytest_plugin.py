@@ -5,7 +5,7 @@ Installing itr-harness makes these fixtures available in any test suite (disable
 
 - ``itr_synthetic``: tiny deterministic inputs (`harness.conformance.synthetic.SyntheticData`):
   ``.context()`` (a `BuildContext` for your factory), ``.image_features(n)``, ``.captions(n)``,
-  ``.loss_batch(b)`` (scores [B, B] and image ids), ``.global_embeddings(n, dim)``,
+  ``.loss_batch(b, extra_columns=g)`` (scores [B, B + g] and image ids), ``.global_embeddings(n, dim)``,
   ``.vector_sets(n, dim, summary=True)``, ``.retrieval_split(n_images)``.
 - ``itr_check``: ``itr_check("loss:my-loss", temperature=0.05)`` runs the contract checks of
   `itr check` on a registered component or method and returns the `Report`;

@@ -176,6 +176,11 @@ class ComponentChecks:
         self._primary: Any = None
 
     @property
+    def title(self) -> str:
+        """What the report's component column names: ``kind:name``."""
+        return self.subject.title
+
+    @property
     def primary(self) -> Any:
         """The component built once under the subject's seed (used in evaluation mode only)."""
         if self._primary is None:
@@ -186,7 +191,7 @@ class ComponentChecks:
         results: list[CheckResult] = []
         for name, method in self.CHECKS:
             if results and results[0].failed:
-                results.append(CheckResult(self.subject.title, name, SKIP, "not run: the interface check failed"))
+                results.append(CheckResult(self.title, name, SKIP, "not run: the interface check failed"))
                 continue
-            results.append(run_check(self.subject.title, name, getattr(self, method)))
+            results.append(run_check(self.title, name, getattr(self, method)))
         return results

@@ -17,7 +17,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -140,6 +140,18 @@ class SyntheticData:
         if "logits" in features:
             features["logits"] = 3 * features["logits"]
         return features
+
+    def image_inputs(self, image_encoder: Any, n: int, salt: int = 0) -> dict[str, torch.Tensor]:
+        """What `image_encoder` reads of n synthetic images: normalised noise pixels
+        ``{"pixels": [n, 3, size, size]}`` for an encoder that reads pixels
+        (`harness.capabilities.ReadsPixels`), else `image_features`."""
+        from harness.capabilities import READS_PIXELS, claims
+        from harness.training.feeds import PIXELS
+
+        if not claims(image_encoder, READS_PIXELS):
+            return self.image_features(n, salt)
+        size = image_encoder.pixels.size
+        return {PIXELS: torch.randn(n, 3, size, size, generator=self._torch_rng(salt))}
 
     def image_files(self, folder: Path, n: int = 3, salt: int = 0) -> list[Path]:
         """n small RGB noise images of different sizes written as PNG into `folder`."""

@@ -14,29 +14,17 @@ from typing import Any, Mapping
 from harness.config.dotted import nest
 from harness.config.roles import CHECKED_KINDS, KINDS
 from harness.conformance.report import Report
-from harness.errors import UserError, closest
+from harness.errors import UserError
 from harness.registry import ComponentSpec, Registry
+
 
 def find_target(registry: Registry, target: str) -> ComponentSpec:
     """The registered component or method `target` names (``name`` or ``kind:name``)."""
-    kind, sep, name = target.partition(":")
-    if sep:
-        if kind not in KINDS:
-            raise UserError(f"itr check {target}: unknown kind '{kind}'{closest(kind, KINDS)}; kinds: {', '.join(CHECKED_KINDS)}")
-        if kind not in CHECKED_KINDS:
-            raise UserError(f"itr check {target}: {kind}s have no contract checks; checked kinds: {', '.join(CHECKED_KINDS)}")
-        return registry.get(kind, name)
-    matches = [registry.get(kind, target) for kind in CHECKED_KINDS if target in registry.names(kind)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        spelled = " or ".join(f"{spec.kind}:{spec.name}" for spec in matches)
-        raise UserError(f"itr check {target}: the name is taken in {len(matches)} kinds; say which: {spelled}")
-    elsewhere = [kind for kind in KINDS if target in registry.names(kind)]
-    if elsewhere:
-        raise UserError(f"itr check {target}: a {elsewhere[0]} has no contract checks; checked kinds: {', '.join(CHECKED_KINDS)}")
-    known = sorted({name for kind in CHECKED_KINDS for name in registry.names(kind)})
-    raise UserError(f"itr check: unknown component or method '{target}'{closest(target, known)} (see `itr plugins`)")
+    kind, sep, _ = target.partition(":")
+    unchecked = [kind] if sep else registry.kinds_of(target)
+    if unchecked and all(kind in KINDS and kind not in CHECKED_KINDS for kind in unchecked):
+        raise UserError(f"itr check {target}: a {unchecked[0]} has no contract checks; checked kinds: {', '.join(CHECKED_KINDS)}")
+    return registry.find(target, CHECKED_KINDS, "itr check")
 
 
 def run_checks(registry: Registry, target: str, options: Mapping[str, Any] | None = None, *, seed: int = 0) -> Report:

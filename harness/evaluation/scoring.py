@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from harness.embeddings import Embeddings, concat
-from harness.training.model import RetrievalModel, SplitInputs, gather
+from harness.training.feeds import gather
+from harness.training.model import RetrievalModel, SplitInputs
 
 
 def precision(device: torch.device, amp: bool) -> Any:
@@ -28,10 +29,8 @@ def embed_split(
     """Image and caption embeddings (Tensors [n, D] or `VectorSets`), float32 on `device`."""
     model.eval()
     with precision(device, amp):
-        images = [
-            model.encode_images(gather(data.image_features, index, device)).float()
-            for index in torch.arange(data.n_images).split(batch_size)
-        ]
+        batches = data.images.batches(torch.arange(data.n_images).split(batch_size), device, train=False)
+        images = [model.encode_images(inputs).float() for inputs in batches]
         texts = [
             model.encode_texts(gather(data.text_inputs, index, device)).float()
             for index in torch.arange(data.n_captions).split(batch_size)

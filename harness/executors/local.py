@@ -2,7 +2,8 @@
 
 A fresh process per job keeps jobs independent (no leaked global state, memory returned to the
 system after each job) and lets one machine run several jobs at once. With GPUs, worker slot k
-sees only GPU k mod n_gpus through ``CUDA_VISIBLE_DEVICES``. Each worker's output goes to its
+sees only GPU k mod n_gpus through ``CUDA_VISIBLE_DEVICES`` (GPUs kN … kN + N − 1 for a job
+trained by N data-parallel processes). Each worker's output goes to its
 own log file (named in the error when a job fails).
 """
 
@@ -81,13 +82,20 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(torch.cuda.device_count())]
 
 
+def slot_gpus(slot: int, processes: int, gpus: list[str]) -> str:
+    """``CUDA_VISIBLE_DEVICES`` of worker slot `slot` for a job trained by `processes` processes:
+    GPUs slot·processes … slot·processes + processes − 1, modulo the GPUs there are (so use
+    workers × processes ≤ GPUs for a GPU of its own per process)."""
+    return ",".join(gpus[(slot * processes + k) % len(gpus)] for k in range(processes)) if gpus else ""
+
+
 def _start(ticket: JobTicket, slot: int, gpus: list[str], threads: int, log_dir: Path) -> _Running:
     stem = f"{ticket.index:04d}-{ticket.job.config_hash}"
     ticket_path, outcome_path, log_path = (log_dir / f"{stem}{suffix}" for suffix in (".ticket.json", ".outcome.json", ".log"))
     ticket_path.write_text(ticket.to_json(), encoding="utf-8")
     outcome_path.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)] if gpus else ""
+    env["CUDA_VISIBLE_DEVICES"] = slot_gpus(slot, ticket.job.config.train.processes, gpus)
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "harness.executors.worker", str(ticket_path), str(outcome_path)],

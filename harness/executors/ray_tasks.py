@@ -28,7 +28,8 @@ class RayTasks:
         address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
             Ray instance for this run.
         num_cpus: CPUs each job reserves (default 1).
-        num_gpus: GPUs each job reserves (default 0; 1 on a GPU cluster).
+        num_gpus: GPUs each job reserves (default 0; 1 on a GPU cluster); a data-parallel job
+            (``train.processes = N``) reserves N times as many, on one node.
         max_concurrent: at most this many jobs at once (default: what the resources allow).
     """
 
@@ -57,7 +58,8 @@ class RayTasks:
                 while waiting and len(running) < limit:
                     ticket = waiting.pop(0)
                     session.started(ticket)
-                    running[task.remote(ticket.to_json())] = ticket
+                    gpus = self.num_gpus * ticket.job.config.train.processes
+                    running[task.options(num_gpus=gpus).remote(ticket.to_json())] = ticket
                 [done], _ = ray.wait(list(running), num_returns=1)
                 ticket = running.pop(done)
                 session.finished(ticket, _outcome(ray, done))

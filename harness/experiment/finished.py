@@ -29,6 +29,17 @@ def experiment_store(experiment_file: Path | None, experiment_name: str | None, 
     return choose_tracking_uri(tracking_uri, file_uri, results_dir), experiment_name
 
 
+def job_run_titles(run_ids: list[str], results_dir: Path, tracking_uri: str | None) -> dict[str, str]:
+    """Each job run's title (``label on dataset (seed s)``, its MLflow run name), so a command
+    given run ids can say which cells they are."""
+    import mlflow
+
+    from harness.tracking import choose_tracking_uri
+
+    client = mlflow.MlflowClient(choose_tracking_uri(tracking_uri, None, results_dir))
+    return {run_id: client.get_run(run_id).info.run_name or "untitled run" for run_id in run_ids}
+
+
 @dataclass(frozen=True)
 class Reevaluation:
     """A finished job evaluated again: the job, where its checkpoint came from, the dataset

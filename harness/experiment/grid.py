@@ -16,6 +16,9 @@ A value may be a whole component table (a swap: ``similarity_head = [{ name = "a
 { name = "cosine" }]``) or a list (``"generators.positives" = [[], [{ name = "truncate-half" }]]``).
 Cells are labelled ``ascl[u1=0.8,positive_weight=0.6]`` by the shortest unique key suffixes, so
 the leaderboard reads without a legend; each cell's axis values also become its own columns.
+A cell that does not set one of its block's keys (an ``include`` entry, or a grid cell beside an
+include entry's extra key) runs with the recipe's value there; `ran_with` fills that value in
+once the cell is resolved, so the plan, the leaderboard and the plots show it rather than a blank.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ class Cell:
     label: str
     overrides: Mapping[str, Any]
     axes: Mapping[str, str] = field(default_factory=dict)
-    """dotted key -> rendered value, for tags and leaderboard columns (empty without a grid)."""
+    """dotted key -> rendered value of the keys the cell sets (empty without a grid)."""
+    block_keys: tuple[str, ...] = ()
+    """Every key the block's cells set, in order: the columns each of its cells fills."""
 
 
 def expand_cells(label: str, block: Mapping[str, Any], where: str) -> list[Cell]:
@@ -63,7 +68,8 @@ def expand_cells(label: str, block: Mapping[str, Any], where: str) -> list[Cell]
     assignments = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else []
     assignments = [cell for cell in assignments if not any(_matches(cell, entry) for entry in controls["exclude"])]
     assignments += controls["include"]
-    names = _short_names([key for cell in assignments for key in cell])
+    block_keys = tuple(dict.fromkeys(key for cell in assignments for key in cell))
+    names = _short_names(list(block_keys))
     cells, seen = [], {}
     for assignment in assignments:
         rendered = {key: render_value(value) for key, value in assignment.items()}
@@ -74,8 +80,46 @@ def expand_cells(label: str, block: Mapping[str, Any], where: str) -> list[Cell]
         overrides = block
         for key, value in assignment.items():
             overrides = set_dotted(overrides, key, value)
-        cells.append(Cell(cell_label, overrides, rendered))
+        cells.append(Cell(cell_label, overrides, rendered, block_keys))
     return cells
+
+
+NOT_APPLICABLE = "-"
+"""The value shown for a key the cell's configuration does not have (an option of a component
+the cell swapped out)."""
+
+
+def ran_with(cell: Cell, resolved: Mapping[str, Any]) -> dict[str, str]:
+    """The cell's value for every key of its block, in the block's order, for tags and columns:
+    its own axis values, and for the keys it does not set the value of its `resolved`
+    configuration (a dumped `JobConfig`: the recipe's value, a component by its name)."""
+    return {key: cell.axes[key] if key in cell.axes else _render_resolved(_lookup(resolved, key)) for key in cell.block_keys}
+
+
+_MISSING = object()
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(tree, Mapping) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        else:
+            return _MISSING
+    return tree
+
+
+def _render_resolved(value: Any) -> str:
+    """A resolved value as `render_value` shows an axis value; a component (every option filled
+    in) by its name alone."""
+    if value is _MISSING:
+        return NOT_APPLICABLE
+    if isinstance(value, Mapping) and "name" in value:
+        return str(value["name"])
+    if isinstance(value, list):
+        return "+".join(_render_resolved(item) for item in value) or "none"
+    return render_value(value)
 
 
 def _axes(grid: Mapping[str, Any], where: str) -> Iterator[tuple[str, list[Any]]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.config.experiment_file import ExperimentFile, load_experiment_file
 from harness.errors import UserError, closest
-from harness.experiment.grid import expand_cells
+from harness.experiment.grid import expand_cells, ran_with
 from harness.job.job import Job
 from harness.job.resolve import resolve_method
 from harness.registry import Registry
@@ -34,8 +34,9 @@ def expand_jobs(experiment: ExperimentFile, registry: Registry, source: str) -> 
         for cell in expand_cells(label, block, where):
             cell_where = f"{where} (cell {cell.label})" if cell.axes else where
             method, config = resolve_method(registry, label, cell.overrides, cell_where)
+            axes = ran_with(cell, config.model_dump())
             jobs += [
-                Job.create(cell.label, method, entry, seed, config, group=label, axes=cell.axes)
+                Job.create(cell.label, method, entry, seed, config, group=label, axes=axes)
                 for entry in experiment.datasets
                 for seed in experiment.seeds
             ]

@@ -95,13 +95,13 @@ def assemble(job: "Job", registry: Registry, ctx: BuildContext) -> AssembledJob:
 
 def split_inputs(
     model: "RetrievalModel",
-    image_features: Mapping[str, Any],
+    image_features: Any,
     captions: Sequence[str],
     image_of_caption: Any,
     image_texts: Mapping[str, Sequence[str]] | None = None,
 ) -> "SplitInputs":
-    """What `model` reads of one split: its image features, its captions prepared by the text
-    encoder, and each text source's texts prepared likewise (training splits only)."""
+    """What `model` reads of one split: its image features (or pixel feed), its captions
+    prepared by the text encoder, and each text source's texts prepared likewise (training splits only)."""
     import torch
 
     from harness.training.model import SplitInputs, prepare_texts

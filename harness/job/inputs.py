@@ -7,8 +7,10 @@ image or text model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
+from harness.capabilities import READS_PIXELS, claims
+from harness.errors import UserError
 from harness.features import CachedTextBackbone, FeatureCache, split_image_features
 from harness.interfaces import BuildContext, RetrievalSplit
 from harness.job.assemble import build_component, split_inputs
@@ -32,12 +34,12 @@ class JobData:
 
     def context(self) -> BuildContext:
         """What the job's factories may know of the data: the image features of its test split
-        (their shapes) and the captions of its training split (vocabularies), so a rebuilt job
-        has the same parameters."""
+        (their shapes; extracted only if a factory reads them, which an encoder of pixels does
+        not) and the captions of its training split (vocabularies), so a rebuilt job has the
+        same parameters."""
         entry = self.job.dataset
-        test_features = self.image_features(self.catalog.split(entry, entry.test))
         return BuildContext(
-            image_feature_shapes={name: tuple(array.shape[1:]) for name, array in test_features.items()},
+            image_feature_shapes=_FeatureShapes(lambda: self.image_features(self.catalog.split(entry, entry.test))),
             train_captions=self.catalog.split(entry, entry.train).captions if self.job.trains else (),
             frozen_text=self.frozen_text,
             seed=self.job.seed,
@@ -46,18 +48,59 @@ class JobData:
     def image_features(self, split: RetrievalSplit) -> Any:
         return split_image_features(split, self.image_backbone, self.cache)
 
+    def images(self, model: "RetrievalModel", split: RetrievalSplit, workers: int) -> Any:
+        """What `model`'s image encoder reads of `split`: decoded pixels (`PixelFeed`, in
+        `workers` loader processes) or the frozen backbone's cached features."""
+        encoder = model.image_encoder
+        if not claims(encoder, READS_PIXELS):
+            return self.image_features(split)
+        from harness.training.feeds import PixelFeed
+
+        if split.image_paths is None:
+            raise UserError(
+                f"methods.{self.job.label}.image_encoder: {self.job.config.image_encoder.name} reads pixels, but split "
+                f"'{split.split}' of dataset '{split.dataset}' has precomputed features only; use a dataset of image files"
+            )
+        return PixelFeed(split.image_paths, encoder.pixels, seed=self.job.seed, workers=workers)
+
     def training_inputs(self, model: "RetrievalModel") -> "SplitInputs":
         """The training split as `model` reads it, with every text source of the job."""
         entry = self.job.dataset
         split = self.catalog.split(entry, entry.train)
         texts = {name: self.catalog.image_texts(entry, name, ref, self.job.label) for name, ref in self.job.config.texts.items()}
-        return split_inputs(model, self.image_features(split), split.captions, split.image_of_caption, texts)
+        images = self.images(model, split, self.job.config.train.loader_workers)
+        return split_inputs(model, images, split.captions, split.image_of_caption, texts)
 
     def test_inputs(self, model: "RetrievalModel", entry: "DatasetEntry | None" = None) -> tuple[RetrievalSplit, "SplitInputs"]:
         """(the test split of `entry`, default the job's, and its inputs as `model` reads them)."""
         entry = entry or self.job.dataset
         split = self.catalog.split(entry, entry.test)
-        return split, split_inputs(model, self.image_features(split), split.captions, split.image_of_caption)
+        images = self.images(model, split, self.job.config.eval.loader_workers)
+        return split, split_inputs(model, images, split.captions, split.image_of_caption)
+
+
+class _FeatureShapes(Mapping):
+    """Per-item shapes of the image features on offer, read on first access: building an
+    encoder of pixels never runs the frozen image backbone."""
+
+    def __init__(self, features: Callable[[], Mapping[str, Any]]) -> None:
+        self._features = features
+        self._shapes: dict[str, tuple[int, ...]] | None = None
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        if self._shapes is None:
+            self._shapes = {name: tuple(array.shape[1:]) for name, array in self._features().items()}
+        return self._shapes
+
+    def __getitem__(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
 
 
 class _Lazy:

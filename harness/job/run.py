@@ -36,6 +36,7 @@ def run_job(
     """
     from harness.evaluation.evaluate import evaluate_split
     from harness.job import checkpoints
+    from harness.job.parallel import fit_data_parallel
     from harness.training.device import resolve_device
     from harness.training.trainer import fit
 
@@ -46,7 +47,11 @@ def run_job(
         device = resolve_device(job.config.train.device)
         built.model.to(device)
         started = time.perf_counter()
-        fit(built.model, data.training_inputs(built.model), built.stages, job.config.train, device, on_epoch=log.epoch, samples=built.samples)
+        inputs = data.training_inputs(built.model)
+        if job.config.train.processes > 1:
+            fit_data_parallel(job, registry, catalog, cache, built, inputs, device, log.epoch)
+        else:
+            fit(built.model, inputs, built.stages, job.config.train, device, on_epoch=log.epoch, samples=built.samples)
         log.metrics({TRAIN_SECONDS: time.perf_counter() - started})
         log.device("train", device)
     with tempfile.TemporaryDirectory() as folder:

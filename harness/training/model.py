@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harness.capabilities import READS_TEXT_SOURCE, claims
+from harness.training.feeds import ImageFeed, as_feed
 
 
 @dataclass
@@ -17,7 +18,8 @@ class SplitInputs:
     """Everything a model reads for one split, indexable by image / caption.
 
     Attributes:
-        image_features: {name: array [n_images, ...]}; numpy (possibly memory-mapped) or tensors.
+        image_features: {name: array [n_images, ...]}, numpy (possibly memory-mapped) or
+            tensors; or, for an image encoder that reads pixels, a `harness.training.feeds.PixelFeed`.
         text_inputs: {name: Tensor or array [n_captions, ...]} from `TextEncoder.prepare`
             (numpy arrays may be memory-mapped: only the rows of a batch are read).
         image_of_caption: int64 [n_captions].
@@ -26,35 +28,24 @@ class SplitInputs:
             the job's text sources (`prepare_texts`), one row per image; training only.
     """
 
-    image_features: Mapping[str, np.ndarray | torch.Tensor]
+    image_features: Mapping[str, np.ndarray | torch.Tensor] | ImageFeed
     text_inputs: Mapping[str, np.ndarray | torch.Tensor]
     image_of_caption: torch.Tensor
     captions: Sequence[str] = ()
     image_texts: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
+    def images(self) -> ImageFeed:
+        """The images as the trainer and the evaluation read them, batch by batch."""
+        return as_feed(self.image_features)
+
+    @property
     def n_images(self) -> int:
-        return len(next(iter(self.image_features.values())))
+        return len(self.images)
 
     @property
     def n_captions(self) -> int:
         return len(self.image_of_caption)
-
-
-def gather(arrays: Mapping[str, np.ndarray | torch.Tensor], index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-    """Rows `index` of every array, as tensors on `device` (reads only those rows of a memmap).
-
-    Floating-point features arrive as float32 whatever their storage (float16 halves a 33 GB
-    COCO feature file on disk); integer inputs (token ids, lengths) keep their type.
-    """
-    rows = index.cpu().numpy()
-    out = {}
-    for name, value in arrays.items():
-        picked = value[index.cpu()] if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value[rows]))
-        if picked.is_floating_point():
-            picked = picked.float()
-        out[name] = picked.to(device, non_blocking=True)
-    return out
 
 
 def prepare_texts(text_encoder: Any, texts: Sequence[str], source: str) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ log (`harness.progress`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from contextlib import nullcontext
@@ -32,7 +33,9 @@ from harness.embeddings import concat
 from harness.errors import UserError
 from harness.progress import ProgressLog, bar
 from harness.training.batch import TrainingBatch
-from harness.training.model import RetrievalModel, SplitInputs, gather
+from harness.training.distributed import World, join, whole_batches
+from harness.training.feeds import gather
+from harness.training.model import RetrievalModel, SplitInputs
 from harness.training.samples import GeneratedSamples
 
 
@@ -126,6 +129,7 @@ def fit(
     device: torch.device,
     on_epoch: EpochCallback | None = None,
     samples: GeneratedSamples | None = None,
+    world: World = World(),
 ) -> list[dict[str, float]]:
     """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr, and
     the loss's terms if it reports any).
@@ -133,14 +137,18 @@ def fit(
     With generated `samples`, each step scores the images against the real captions and, if
     there are positive generators, against generated positives too (a second pass), each pass
     with the generated negatives appended as extra caption columns (the AsCL paper, §4).
+    In a data-parallel job (`world`, `harness.training.distributed`) this process encodes its
+    slice of every batch and scores the gathered global batch.
     """
     for stage in stages:
         _check_stage_text(stage, data, samples)
     siblings = _siblings(data) if samples is not None and samples.positives else None
+    join(model, world, device)
     model.to(device)
     use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
+    amp_dtype = getattr(torch, cfg.amp_dtype)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
     history: list[dict[str, float]] = []
     epoch = 0
     optimizer: torch.optim.Optimizer | None = None
@@ -162,16 +170,23 @@ def fit(
                 group["lr"] = lr * group["lr_scale"]
             model.train()
             losses, terms = [], {}
-            batches = _batches(len(image_of_item), cfg.batch_size)[: cfg.steps_per_epoch]
-            for step, items in enumerate(bar(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False)):
+            batches = whole_batches(_batches(len(image_of_item), cfg.batch_size, world), world)[: cfg.steps_per_epoch]
+            mine = [world.local(torch.arange(len(items))) for items in batches]  # this process's share of each batch
+            starts = itertools.accumulate((len(items) for items in batches[:-1]), initial=0)
+            image_batches = data.images.batches(
+                [image_of_item[items[k]] for items, k in zip(batches, mine)],
+                device, train=True, epoch=epoch, positions=[start + k for start, k in zip(starts, mine)],
+            )
+            for step, (items, image_inputs) in enumerate(zip(bar(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False), image_batches)):
                 images = image_of_item[items]
                 position = _Position(stage.name, stage_epoch, step, len(batches))
                 with autocast():
-                    loss = _step_loss(model, data, text_inputs, items, images, stage.loss, samples, siblings, device, position)
+                    loss = _step_loss(model, data, text_inputs, items, images, image_inputs, stage.loss, samples, siblings, device, position, world)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"stage '{stage.name}' epoch {epoch + 1}: loss is {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                world.average_gradients(model)
                 if cfg.grad_clip is not None:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -235,18 +250,21 @@ def _step_loss(
     text_inputs: dict[str, torch.Tensor],
     items: torch.Tensor,
     images: torch.Tensor,
+    image_inputs: dict[str, torch.Tensor],
     loss_fn: nn.Module,
     samples: GeneratedSamples | None,
     siblings: list[list[str]] | None,
     device: torch.device,
     position: _Position,
+    world: World,
 ) -> torch.Tensor:
     """The loss of one batch: scores [B, B (+ B generated negatives)] per pass, weighted.
 
     `items` index `text_inputs` (captions, or the images of a text-source stage); `images` are
-    their images.
+    their images, and `image_inputs` what the image encoder reads of this process's slice of
+    them (all of them outside a data-parallel job).
     """
-    image_emb = model.encode_images(gather(data.image_features, images, device))
+    image_emb = world.gather(model.encode_images(image_inputs))
     image_ids = images.to(device)
 
     def image_texts(name: str) -> dict[str, torch.Tensor]:
@@ -256,7 +274,7 @@ def _step_loss(
         return gather(data.image_texts[name], images, device)
 
     def pass_loss(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        text_emb = model.encode_texts(inputs)
+        text_emb = world.gather(model.encode_texts(inputs))
         real_texts = text_emb
         if samples is not None and samples.negatives:
             text_emb = concat([text_emb, samples.negative_embeddings(text_emb)])
@@ -276,13 +294,14 @@ def _step_loss(
         )
         return loss_fn(scores, image_ids, batch=batch)
 
-    loss = pass_loss(gather(text_inputs, items, device))
+    mine = world.local(torch.arange(len(items)))
+    loss = pass_loss(gather(text_inputs, items[mine], device))
     if samples is None or not samples.positives:
         return loss
     rows = items.tolist()
     generated = samples.positive_captions([data.captions[k] for k in rows], [siblings[k] for k in rows])
     with samples.encoding_context():
-        positive_inputs = gather(model.text_encoder.prepare(generated), torch.arange(len(generated)), device)
+        positive_inputs = gather(model.text_encoder.prepare(generated), mine, device)
     return (1 - samples.positive_weight) * loss + samples.positive_weight * pass_loss(positive_inputs)
 
 
@@ -294,10 +313,11 @@ def _siblings(data: SplitInputs) -> list[list[str]]:
     return [by_image[image] for image in data.image_of_caption.tolist()]
 
 
-def _batches(n_items: int, batch_size: int) -> list[torch.Tensor]:
-    """A fresh random order of caption indices cut into batches; a last batch of one item is
-    dropped because a contrastive loss needs at least one negative."""
-    order = torch.randperm(n_items)
+def _batches(n_items: int, batch_size: int, world: World = World()) -> list[torch.Tensor]:
+    """A fresh random order of caption indices (rank 0's, in a data-parallel job) cut into
+    batches; a last batch of one item is dropped because a contrastive loss needs at least one
+    negative."""
+    order = world.same_order(torch.randperm(n_items))
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) < 2:
         batches.pop()

@@ -22,3 +22,4 @@ def register_losses(register):
 @hookimpl
 def register_methods(register):
     register("d2s-vse", "plugins.d2s_vse.recipes:D2S_VSE")
+    register("d2s-vse-vit", "plugins.d2s_vse.recipes:D2S_VSE_VIT")

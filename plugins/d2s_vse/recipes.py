@@ -15,6 +15,8 @@ Defaults are the code's: joint space 512, decoder 100 tokens × 4 blocks × 4 he
 clip 2, batch 128, 30 + 30 epochs, margin 0.2, loss weights 1 : 1. The image side is VSE∞'s
 region head (fc + MLP, GPO, region drop 0.2) on frozen features instead of a fine-tuned ViT, and
 the text side all-MiniLM-L6-v2 instead of BERT-base: the models this project has offline.
+``d2s-vse-vit`` is the published setting: the same two stages on a fine-tuned ViT
+(`hf-vision`), given as a local checkpoint folder (``image_encoder.model``).
 
 The code's choices kept behind options (docs/methods/d2s-vse.md, deviations):
 ``text_encoder.normalize_decoder_at_eval = true`` (evaluate with d̄/‖d̄‖) and
@@ -71,6 +73,29 @@ D2S_VSE = MethodRecipe(
                 "epochs": 30,
                 "loss": {"name": "d2s-distill", "margin": 0.2, "warmup_epochs": 1, "align_weight": 1.0, "distill_weight": 1.0},
             },
+        },
+    },
+)
+
+
+D2S_VSE_VIT = MethodRecipe(
+    name="d2s-vse-vit",
+    summary="D2S-VSE with its fine-tuned ViT, as published: the two stages of d2s-vse on a ViT read at 384 px",
+    paper=D2S_VSE.paper,
+    defaults={
+        **D2S_VSE.defaults,
+        # The code's VisionTransEncoder: all of the ViT's tokens (class token included), the
+        # per-image token drop ρ (top rate 0.2), Linear → GPO → l2norm, the ViT at 0.1 × lr;
+        # the 224-px checkpoints read 384-px images, cropped and resized as its cv2 pipeline.
+        # `model` is the ViT's folder, e.g. a snapshot of google/vit-base-patch16-224-in21k.
+        "image_encoder": {
+            "name": "hf-vision",
+            "embed_dim": EMBED_DIM,
+            "pooling": "gpo",
+            "image_size": 384,
+            "crop": "sides",
+            "token_drop": 0.2,
+            "lr_scale": 0.1,
         },
     },
 )

@@ -83,3 +83,15 @@ def test_bad_input_is_one_line_with_exit_2(capsys, args, message):
     assert code == 2
     assert out == "" and err.count("\n") == 1 and "Traceback" not in err
     assert message in err
+
+
+def test_a_component_of_a_plugin_that_failed_to_load_names_the_plugin_and_its_error(capsys, tmp_path):
+    (tmp_path / "myheads.py").write_text("import itr_no_such_dependency\n")
+    code, out, err = itr_check(capsys, "--plugins-dir", str(tmp_path), "check", "my-head")
+    assert code == 2 and out == "" and "Traceback" not in err
+    warning, error = err.strip().splitlines()
+    assert warning.startswith("warning: plugin 'myheads' skipped")
+    assert error.startswith("error: itr check: unknown component or method 'my-head'")
+    assert error.endswith(
+        "; plugin 'myheads' did not load (import failed: ModuleNotFoundError: No module named 'itr_no_such_dependency')"
+    )

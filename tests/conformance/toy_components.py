@@ -69,6 +69,30 @@ class UnusedParameterHead(nn.Module):
         return self.scale * _cosine(images, texts)
 
 
+class ClaimsSetsHead(nn.Module):
+    """Declares vector sets among its inputs but scores global vectors only."""
+
+    accepts = ("vectors", "sets")
+
+    def __init__(self, ctx) -> None:
+        super().__init__()
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        return _cosine(images, texts)
+
+
+class MisnamedInputsHead(nn.Module):
+    """Declares an input kind that does not exist ("set" for "sets")."""
+
+    accepts = ("set",)
+
+    def __init__(self, ctx) -> None:
+        super().__init__()
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        return _cosine(images, texts)
+
+
 class RewardingLoss(nn.Module):
     """Backwards: it rises when the positives outscore the negatives."""
 
@@ -133,6 +157,8 @@ def register_similarity_heads(register):
     register("toy-position-bias", PositionBiasHead)
     register("toy-pairing-reader", PairingReaderHead)
     register("toy-unused-parameter", UnusedParameterHead)
+    register("toy-claims-sets", ClaimsSetsHead)
+    register("toy-misnamed-inputs", MisnamedInputsHead)
 
 
 @hookimpl

@@ -1,4 +1,9 @@
-"""The README's demo, run as a user would, on the real embedded coco-demo set."""
+"""The README's demo, run as a user would, on the real embedded coco-demo set.
+
+The commands run in this process (`itr_in_process`: the real command line, its exit code and
+what it printed, without an interpreter and torch/mlflow/transformers start-up per command);
+nothing here is about the process boundary, which tests/end_to_end/test_faults.py and
+test_grids.py cover."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.helpers import DEMO_CONFIG, metric_history, printed_leaderboard, run_itr, search_runs, store_uri
+from tests.helpers import DEMO_CONFIG, itr_in_process, metric_history, printed_leaderboard, search_runs, store_uri
 
 CHANCE_T2I_R1 = 100 / 20  # 20 test images
 
@@ -16,7 +21,7 @@ CHANCE_T2I_R1 = 100 / 20  # 20 test images
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     results = tmp_path_factory.mktemp("demo-results")
-    out = run_itr("run", str(DEMO_CONFIG), "--results-dir", str(results))
+    out = itr_in_process("run", str(DEMO_CONFIG), "--results-dir", str(results))
     assert out.code == 0, out.stderr[-3000:]
     return out, results, search_runs(results, "demo")
 
@@ -103,7 +108,7 @@ def test_demo_writes_a_report_page_with_every_method_its_run_its_configuration_a
 
 def test_leaderboard_command_rebuilds_the_same_table(demo):
     out, results, _ = demo
-    again = run_itr("leaderboard", str(DEMO_CONFIG), "--results-dir", str(results))
+    again = itr_in_process("leaderboard", str(DEMO_CONFIG), "--results-dir", str(results))
     assert again.code == 0, again.stderr
     table = [line for line in out.stdout.splitlines() if line.startswith("|")]
     assert [line for line in again.stdout.splitlines() if line.startswith("|")] == table
@@ -126,7 +131,7 @@ def test_the_printed_leaderboard_has_intervals_and_marks(demo):
 
 def test_compare_two_methods_of_the_demo(demo):
     _, results, _ = demo
-    out = run_itr("compare", "--experiment", "demo", "class-bridge", "vse++", "--results-dir", str(results))
+    out = itr_in_process("compare", "--experiment", "demo", "class-bridge", "vse++", "--results-dir", str(results))
     assert out.code == 0, out.stderr
     rsum = next(line for line in out.stdout.splitlines() if line.startswith("| rsum"))
     cells = [cell.strip() for cell in rsum.split("|")[1:-1]]
@@ -139,7 +144,7 @@ def test_compare_two_methods_of_the_demo(demo):
 def test_a_run_compared_with_itself_differs_by_nothing(demo):
     _, results, runs = demo
     run_id = runs.loc[runs["tags.itr.label"] == "vse++", "run_id"].item()
-    out = run_itr("compare", run_id, run_id, "--results-dir", str(results))
+    out = itr_in_process("compare", run_id, run_id, "--results-dir", str(results))
     assert out.code == 0, out.stderr
     rsum = next(line for line in out.stdout.splitlines() if line.startswith("| rsum"))
     assert [cell.strip() for cell in rsum.split("|")[4:7]] == ["0.0", "[0.0, 0.0]", "1.000"]
@@ -147,7 +152,7 @@ def test_a_run_compared_with_itself_differs_by_nothing(demo):
 
 def test_slices_by_caption_length_partition_the_queries(demo):
     _, results, _ = demo
-    out = run_itr("slices", str(DEMO_CONFIG), "--results-dir", str(results), "--lengths", "9,11")
+    out = itr_in_process("slices", str(DEMO_CONFIG), "--results-dir", str(results), "--lengths", "9,11")
     assert out.code == 0, out.stderr
     table = pd.read_csv(results / "demo" / "slices_length.csv")
     assert set(table["slice"]) <= {"short (≤9)", "medium (10–11)", "long (≥12)"}

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO_ROOT, metric_history, run_itr, search_runs
+from tests.helpers import REPO_ROOT, itr_in_process, metric_history, run_itr, search_runs
 
 TEMPLATE = REPO_ROOT / "tests" / "fixtures" / "plugin_template"
 
@@ -71,9 +71,10 @@ def test_plugin_loss_trains_in_a_run(plugin_env, tmp_path):
 
 
 def test_without_the_plugin_the_loss_is_unknown(tmp_path):
+    """This process never had the package on its path: the plan runs here (`itr_in_process`)."""
     experiment = tmp_path / "plugin.toml"
     experiment.write_text(EXPERIMENT)
-    out = run_itr("plan", str(experiment))
+    out = itr_in_process("plan", str(experiment))
     assert out.code == 2
     assert "unknown loss 'example-infonce'" in out.stderr
 

@@ -3,7 +3,9 @@ folder that cannot be written is one clear line.
 
 The worst moment of a write is after its last byte and before the rename that commits it. The
 run is a real `itr run` in a subprocess whose ``os.replace`` / ``os.rename`` kill the process
-(SIGKILL, no clean-up) when the destination matches the chosen pattern.
+(SIGKILL, no clean-up) when the destination matches the chosen pattern. What runs after the
+kill (the next run, `itr eval` of the killed job, the finished run of the last tests) needs no
+process of its own and runs in this one (`itr_in_process`, seconds faster each).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import mlflow
 import pytest
 
 from harness.cli import main
-from tests.helpers import REPO_ROOT, printed_leaderboard, run_itr, store_uri
+from tests.helpers import REPO_ROOT, itr_in_process, printed_leaderboard, store_uri
 
 KILL_AT = """
 import os, re, signal, sys
@@ -107,10 +109,10 @@ def test_a_run_killed_while_writing_recovers_on_the_next_run(tmp_path, point):
         assert entries == [] and len(staging) == 1
     if point == "checkpoint":
         [running] = running_job_runs(results)
-        refused = run_itr("eval", running, "--results-dir", str(results))
+        refused = itr_in_process("eval", running, "--results-dir", str(results))
         assert refused.code == 2 and f"run {running} is RUNNING: it did not finish" in refused.stderr
 
-    again = run_itr(*args)
+    again = itr_in_process(*args)
     assert again.code == 0, again.stderr[-3000:]
     assert "vse++" in printed_leaderboard(again.stdout)["coco-demo / full"]
     assert statuses(results) == jobs_after
@@ -127,7 +129,7 @@ def finished_experiment(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("finished")
     experiment, results = folder / "faults.toml", folder / "results"
     experiment.write_text('name = "faults"\n[[datasets]]\nname = "coco-demo"\n[methods.class-bridge]\n')
-    assert run_itr("run", str(experiment), "--results-dir", str(results)).code == 0
+    assert itr_in_process("run", str(experiment), "--results-dir", str(results)).code == 0
     return experiment, results
 
 

@@ -19,8 +19,10 @@ name = "coco-demo"
 [methods."vse++"]
 text_encoder.min_count = 1
 train.batch_size = 32
-stages.main.epochs = 2
+stages.main.epochs = 1
 """
+"""One epoch: the backbone runs before training starts, so the first epoch already shows whether
+the results depend on it."""
 
 
 def test_a_second_run_computes_no_features_and_gets_the_same_result(tmp_path):

@@ -1,8 +1,11 @@
-"""`itr features` extracts and caches backbone features for a dataset ahead of any run."""
+"""`itr features` extracts and caches backbone features for a dataset ahead of any run.
+
+The cache is reused across processes, so that test runs two real `itr` processes; a refused
+name needs no process of its own (`itr_in_process`, seconds faster)."""
 
 from __future__ import annotations
 
-from tests.helpers import run_itr
+from tests.helpers import itr_in_process, run_itr
 
 
 def test_features_lists_shapes_and_reuses_the_cache(tmp_path):
@@ -15,5 +18,5 @@ def test_features_lists_shapes_and_reuses_the_cache(tmp_path):
 
 
 def test_features_of_an_unknown_dataset_suggests_the_name(tmp_path):
-    out = run_itr("features", "coco-dem", "--cache-dir", str(tmp_path))
+    out = itr_in_process("features", "coco-dem", "--cache-dir", str(tmp_path))
     assert out.code == 2 and "did you mean 'coco-demo'" in out.stderr

@@ -1,5 +1,9 @@
 """Grids through the real command line: resume after a kill, failure isolation, executors
-(2 local workers, Ray) against a SQLite store and a real `mlflow server`, unreachable servers."""
+(2 local workers, Ray) against a SQLite store and a real `mlflow server`, unreachable servers.
+
+The run that is killed, the executors' runs and the unreachable server's one-line answer are
+real `itr` processes; the runs after a kill and the failing cell's run, about what the driver
+records rather than about a process, run in this one (`itr_in_process`, seconds faster each)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO_ROOT, run_itr, store_uri
+from tests.helpers import REPO_ROOT, itr_in_process, run_itr, store_uri
 
 GRID = """
 name = "{name}"
@@ -104,7 +108,7 @@ def test_a_killed_grid_resumes_running_only_what_is_missing(tmp_path):
     before = job_runs(store_uri(results), "resume")
     assert set(before["status"]) == {"FINISHED", "RUNNING"} and (before["status"] == "FINISHED").sum() == 1
 
-    again = run_itr("run", str(path), "--results-dir", str(results))
+    again = itr_in_process("run", str(path), "--results-dir", str(results))
     assert again.code == 0, again.stderr[-3000:]
     assert "1 skipped (finished before)" in again.stderr and f"{CELLS - 1} jobs finished" in again.stderr
     after = job_runs(store_uri(results), "resume")
@@ -113,7 +117,7 @@ def test_a_killed_grid_resumes_running_only_what_is_missing(tmp_path):
     assert killed["error"].startswith("interrupted") and killed["hash"] in set(after.loc[after["status"] == "FINISHED", "hash"])
 
     clean = tmp_path / "clean"
-    uninterrupted = run_itr("run", str(path), "--results-dir", str(clean))
+    uninterrupted = itr_in_process("run", str(path), "--results-dir", str(clean))
     assert uninterrupted.code == 0, uninterrupted.stderr[-3000:]
     pd.testing.assert_frame_equal(board_without_run_ids(results, "resume"), board_without_run_ids(clean, "resume"))
 
@@ -125,7 +129,7 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path):
     extra = 'include = [{ "stages.main.loss" = { name = "nan-loss" } }]'
     path = grid_file(tmp_path, "failing", extra=extra)
     results = tmp_path / "results"
-    out = run_itr("--plugins-dir", str(plugins), "run", str(path), "--results-dir", str(results))
+    out = itr_in_process("--plugins-dir", str(plugins), "run", str(path), "--results-dir", str(results))
     assert out.code == 1
     assert "2 jobs finished, 1 failed" in out.stderr
     assert "FAILED vse++[loss=nan-loss] on coco-demo (seed 0): NonFiniteLoss" in out.stderr

@@ -1,10 +1,11 @@
-"""Observer hooks (before_job, after_job, on_leaderboard) see a real run."""
+"""Observer hooks (before_job, after_job, on_leaderboard) see a real run (in this process:
+`itr_in_process`, seconds faster than a fresh interpreter)."""
 
 from __future__ import annotations
 
 import json
 
-from tests.helpers import run_itr
+from tests.helpers import itr_in_process
 
 OBSERVER = '''
 import json, os
@@ -37,15 +38,15 @@ name = "coco-demo"
 """
 
 
-def test_observers_see_each_job_and_the_leaderboard(tmp_path):
+def test_observers_see_each_job_and_the_leaderboard(tmp_path, monkeypatch):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "observer.py").write_text(OBSERVER)
     (tmp_path / "exp.toml").write_text(EXPERIMENT)
     log = tmp_path / "events.jsonl"
-    out = run_itr(
-        "--plugins-dir", str(plugins), "run", str(tmp_path / "exp.toml"), "--results-dir", str(tmp_path / "results"),
-        env={"ITR_TEST_OBSERVER_LOG": str(log)},
+    monkeypatch.setenv("ITR_TEST_OBSERVER_LOG", str(log))
+    out = itr_in_process(
+        "--plugins-dir", str(plugins), "run", str(tmp_path / "exp.toml"), "--results-dir", str(tmp_path / "results")
     )
     assert out.code == 0, out.stderr[-2000:]
     events = [json.loads(line) for line in log.read_text().splitlines()]

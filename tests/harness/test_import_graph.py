@@ -96,9 +96,10 @@ def imports_of(prefix: str) -> dict[str, set[str]]:
     [
         ("harness.config", ("harness.config", "harness.errors")),
         ("harness.training", ("harness.training", "harness.config", "harness.errors", "harness.embeddings", "harness.capabilities",
-                              "harness.progress")),
+                              "harness.progress", "harness.interfaces", "harness.pixels")),
         ("harness.job", ("harness.job", "harness.config", "harness.registry", "harness.training", "harness.evaluation", "harness.features",
-                         "harness.image_files", "harness.interfaces", "harness.capabilities", "harness.errors", "harness.atomic", "harness")),
+                         "harness.image_files", "harness.interfaces", "harness.capabilities", "harness.errors", "harness.atomic",
+                         "harness.plugin_manager", "harness.progress", "harness")),  # a data-parallel job's other ranks reload the plugins, quietly
         ("harness.executors", ("harness.executors", "harness.job", "harness.tracking", "harness.features", "harness.plugin_manager",
                                "harness.registry", "harness.hookspecs", "harness.errors", "harness.atomic")),
     ],

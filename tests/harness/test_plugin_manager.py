@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import harness
 from harness.errors import UserError
 from harness.hookspecs import hookimpl
 from harness.plugin_manager import PluginHost
+from tests.helpers import itr_in_process
 
 BUILTINS = {"backbones", "class-bridge", "datasets", "heads", "vse"}
 
@@ -173,3 +175,49 @@ def test_itr_plugins_lists_the_built_in_protocols_as_components(capsys):
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("protocols ")]
     assert "register_protocols" in row
     assert all(f"protocol:{name}" in row for name in ("full", "coco-1k", "coco-5k", "f30k-1k"))
+
+
+def test_debug_shows_the_import_traceback_of_a_plugin_that_fails_to_load(tmp_path):
+    write_plugin(tmp_path, "broken", "def load():\n    import itr_no_such_dependency\nload()\n")
+    plain = itr_in_process("--plugins-dir", str(tmp_path), "plugins")
+    debug = itr_in_process("--debug", "--plugins-dir", str(tmp_path), "plugins")
+    assert plain.code == debug.code == 0
+    assert "Traceback" not in plain.stderr and "plugin 'broken' skipped" in plain.stderr
+    assert f"plugin 'broken' (file {tmp_path / 'broken.py'}) failed:\nTraceback (most recent call last):" in debug.stderr
+    assert 'broken.py", line 3' in debug.stderr and "ModuleNotFoundError: No module named 'itr_no_such_dependency'" in debug.stderr
+
+
+BROKEN_FACTORIES = """
+@hookimpl
+def register_losses(register):
+    register("ghost-loss", "itr_no_such_module:Loss")
+    register("boom-loss", "itr_test_boom:Loss")
+    register("fine-loss", "itr_test_boom_free:Loss")
+"""
+
+
+def test_plugins_check_imports_every_factory_and_names_the_broken_ones(tmp_path, monkeypatch):
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "itr_test_boom.py").write_text("raise RuntimeError('boom')\n")
+    (modules / "itr_test_boom_free.py").write_text("class Loss:\n    pass\n")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setenv("ITR_LOAD_PLUGINS", "")
+    write_plugin(tmp_path, "lossy", BROKEN_FACTORIES)
+    listed = itr_in_process("--plugins-dir", str(tmp_path), "plugins")
+    assert listed.code == 0 and "itr_test_boom" not in sys.modules, "without --check nothing is imported"
+    checked = itr_in_process("--plugins-dir", str(tmp_path), "plugins", "--check")
+    assert checked.code == 2
+    broken = [line for line in checked.stderr.splitlines() if line.startswith("BROKEN")]
+    assert broken == [
+        "BROKEN loss:ghost-loss: loss 'ghost-loss' from plugin 'lossy': cannot import 'itr_no_such_module:Loss' "
+        "(ModuleNotFoundError: No module named 'itr_no_such_module')",
+        "BROKEN loss:boom-loss: loss 'boom-loss' from plugin 'lossy': cannot import 'itr_test_boom:Loss' (RuntimeError: boom)",
+    ]
+    assert checked.stderr.strip().endswith("1 of 3 component factories import; 2 broken, 0 plugins failed to load")
+
+
+def test_plugins_check_passes_on_the_installed_plugins():
+    checked = itr_in_process("plugins", "--check")
+    assert checked.code == 0, checked.stderr
+    assert checked.stderr.strip().endswith("broken, 0 plugins failed to load") and " 0 broken" in checked.stderr

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import pytest
+from annotated_types import Ge
 from pydantic import PositiveInt
 
 from harness.errors import UserError
@@ -28,8 +31,34 @@ def test_string_factory_is_not_imported_until_loaded():
 
 
 def test_build_passes_context_and_validated_options():
-    built = spec().build({"margin": "0.5"}, "exp.toml: methods.m.loss", ctx="CTX")
-    assert built == ("built", "CTX", 0.5, True)
+    built = spec().build({"margin": 1}, "exp.toml: methods.m.loss", ctx="CTX")
+    assert built == ("built", "CTX", 1.0, True) and isinstance(built[2], float), "an int is a float"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"margin": "0.1"}, "exp.toml: methods.m.loss.margin: input should be a valid number (got '0.1'); write it without quotes"),
+        ({"hardest": "true"}, "exp.toml: methods.m.loss.hardest: input should be a valid boolean (got 'true'); write it without quotes"),
+        ({"hardest": 1}, "exp.toml: methods.m.loss.hardest: input should be a valid boolean (got 1)"),
+    ],
+    ids=["text-for-float", "text-for-bool", "int-for-bool"],
+)
+def test_numbers_and_booleans_given_as_anything_else_are_refused_naming_the_key(options, message):
+    with pytest.raises(UserError) as refused:
+        spec().validate_options(options, "exp.toml: methods.m.loss")
+    assert str(refused.value) == message
+
+
+def test_strictness_reaches_inside_optional_ranged_and_container_options():
+    def factory(ctx, *, depth: Annotated[int, Ge(1)] | None = None, sizes: tuple[float, ...] = (1.0,), path: Path = Path(".")):
+        return depth
+
+    checked = spec(factory=factory).validate_options({"depth": 2, "sizes": [1, 0.5], "path": "data"}, "f")
+    assert checked == {"depth": 2, "sizes": (1.0, 0.5), "path": Path("data")}, "lists become tuples, text paths"
+    for options, key in (({"depth": "2"}, "depth"), ({"depth": 2.0}, "depth"), ({"sizes": ["0.5"]}, "sizes.0")):
+        with pytest.raises(UserError, match=rf"^f\.{key}: input should be a valid"):
+            spec(factory=factory).validate_options(options, "f")
 
 
 def test_kinds_without_context_are_called_with_options_only():

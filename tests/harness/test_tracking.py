@@ -225,3 +225,32 @@ def test_system_metrics_make_no_leaderboard_table(tracker):
     tracker.client.set_terminated(run_id, "FINISHED")
     results = job_results(tracker.tracking_uri, tracker.experiment_id_)
     assert set(results["protocol"]) == {"full"} and list(results["metric"]) == ["rsum"]
+
+
+def test_a_split_logged_by_two_jobs_at_once_reaches_both_runs(tracker, tmp_path):
+    """The loser of the race on the dataset's row (its insert hits the unique key, as two local
+    workers' did) logs again and links the row the winner created."""
+    from mlflow.exceptions import MlflowException
+
+    from harness.tracking import JobLog
+
+    split = coco_demo().load("test")
+    entry = DatasetEntry(name="coco-demo")
+    runs = [tracker.client.create_run(tracker.experiment_id_).info.run_id for _ in range(2)]
+    JobLog(tracker.client, runs[0]).dataset(entry, split, "testing", None)
+
+    class LosesTheRace:
+        def __init__(self, client):
+            self.client, self.calls = client, 0
+
+        def log_inputs(self, run_id, datasets):
+            self.calls += 1
+            if self.calls == 1:
+                raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest")
+            return self.client.log_inputs(run_id, datasets=datasets)
+
+    loser = LosesTheRace(tracker.client)
+    JobLog(loser, runs[1]).dataset(entry, split, "testing", None)
+    assert loser.calls == 2
+    digests = [[i.dataset.digest for i in tracker.client.get_run(run).inputs.dataset_inputs] for run in runs]
+    assert digests[0] == digests[1] and len(digests[0]) == 1

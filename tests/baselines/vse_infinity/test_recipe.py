@@ -57,10 +57,10 @@ def test_factory_options_are_exactly_the_documented_ones(registry, key, options)
     assert list(registry.get(*key).options_schema()) == options
 
 
-def test_plugin_registers_its_encoders_and_both_methods(registry):
+def test_plugin_registers_its_encoders_and_its_three_methods(registry):
     plugin = registry.get("method", "vse-inf").plugin
     registered = {(spec.kind, spec.name) for spec in registry.by_plugin(plugin)}
-    assert registered == {*DOCUMENTED_OPTIONS, ("method", "vse-inf"), ("method", "vse-inf-bigru")}
+    assert registered == {*DOCUMENTED_OPTIONS, ("method", "vse-inf"), ("method", "vse-inf-bigru"), ("method", "vse-inf-grid")}
 
 
 def test_vse_inf_warms_up_one_epoch_with_vse0_then_continues_with_hardest_negatives(tmp_path, registry):

@@ -94,3 +94,12 @@ def test_executors_are_registered_components_with_validated_options():
         registry.get("executor", "local").build({"workers": 0}, "t")
     with pytest.raises(UserError, match="did you mean 'local'"):
         registry.get("executor", "locall")
+
+
+def test_a_data_parallel_job_sees_a_gpu_per_process():
+    from harness.executors.local import slot_gpus
+
+    gpus = ["0", "1", "2", "3"]
+    assert [slot_gpus(slot, 1, gpus) for slot in range(5)] == ["0", "1", "2", "3", "0"]
+    assert [slot_gpus(slot, 2, gpus) for slot in range(2)] == ["0,1", "2,3"]
+    assert slot_gpus(0, 2, []) == ""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
-from harness.experiment.grid import expand_cells, render_value
+from harness.experiment.grid import Cell, expand_cells, ran_with, render_value
 from harness.experiment.plan import plan
-from tests.helpers import write_experiment
+from tests.helpers import itr_in_process, write_experiment
 
 BASE = 'name = "t"\n[[datasets]]\nname = "coco-demo"\n'
 
@@ -115,3 +115,36 @@ def test_two_labels_for_one_configuration_are_refused(tmp_path, registry):
     text = BASE + '[methods."vse++"]\n[methods.again]\nmethod = "vse++"\n'
     with pytest.raises(UserError, match="'vse\\+\\+' and 'again' are the same configuration"):
         plan(write_experiment(tmp_path, text), registry)
+
+
+INCLUDE_GRID = BASE + """[methods.ascl]
+[methods.ascl.grid]
+"similarity_head.u1" = [0.0, 1.0]
+include = [{ "generators.positive_weight" = 0.9 }, { similarity_head = { name = "cosine" } }]
+[methods."vse++"]
+"""
+"""An ascl grid whose include cells leave the swept u1 alone, beside a block without a grid."""
+
+
+def test_every_cell_shows_the_value_it_ran_with_for_every_key_of_its_block(tmp_path, registry):
+    _, jobs = plan(write_experiment(tmp_path, INCLUDE_GRID), registry)
+    axes = {job.label: dict(job.axes) for job in jobs}
+    assert axes["ascl[u1=0.0]"] == {"similarity_head.u1": "0.0", "generators.positive_weight": "0.5", "similarity_head": "ascl-fusion"}
+    assert axes["ascl[positive_weight=0.9]"]["similarity_head.u1"] == "0.8", "the recipe's u1, not a blank"
+    assert axes["ascl[similarity_head=cosine]"]["similarity_head.u1"] == "-", "cosine has no u1"
+    assert axes["vse++"] == {}, "a block without a grid has no axes"
+
+
+def test_itr_plan_prints_a_column_per_grid_key(tmp_path):
+    out = itr_in_process("plan", str(write_experiment(tmp_path, INCLUDE_GRID)))
+    assert out.code == 0, out.stderr
+    header, _, *rows = out.stdout.splitlines()
+    assert header.split()[:4] == ["method", "similarity_head.u1", "generators.positive_weight", "similarity_head"]
+    include = next(row for row in rows if row.startswith("ascl[positive_weight=0.9]"))
+    assert include.split()[1:4] == ["0.8", "0.9", "ascl-fusion"]
+
+
+def test_ran_with_keeps_the_cells_own_values_and_renders_resolved_components_by_name():
+    cell = Cell("m[x=1]", {}, {"a.x": "1"}, ("a.x", "head", "list"))
+    resolved = {"a": {"x": 1}, "head": {"name": "cosine", "normalize": True}, "list": [{"name": "p", "k": 1}, {"name": "q"}]}
+    assert ran_with(cell, resolved) == {"a.x": "1", "head": "cosine", "list": "p+q"}

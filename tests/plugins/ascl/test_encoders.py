@@ -11,7 +11,7 @@ import torch
 from baselines.vse.encoders import l2_normalize
 from harness.embeddings import concat
 from harness.interfaces import BuildContext
-from harness.training.model import gather
+from harness.training.feeds import gather
 from plugins.ascl.encoders import AsCLImageEncoder, AsCLTextEncoder
 from plugins.ascl.generators import GaussianNoise
 from plugins.ascl.heads import AsCLFusionHead

@@ -8,7 +8,7 @@ import pytest
 
 from harness.experiment.plan import plan
 from harness.plugin_manager import PluginHost
-from tests.helpers import REPO_ROOT, printed_leaderboard, run_itr
+from tests.helpers import REPO_ROOT, itr_in_process, printed_leaderboard
 
 ABLATION = REPO_ROOT / "configs" / "ascl_ablation.toml"
 
@@ -57,6 +57,10 @@ def test_ablation_file_has_one_job_per_ablation_cell(registry):
 
 @pytest.mark.slow
 def test_ascl_trains_and_ranks_the_demo_set_through_the_cli(tmp_path):
+    """Two epochs of one batch each show the recipe trains (its schedule steps from one epoch to
+    the next) and ranks through the command line, run in this process (`itr_in_process`): an
+    AsCL batch takes seconds on a CPU, and the demo (tests/end_to_end/test_demo.py) trains it
+    for 5 whole epochs."""
     experiment = tmp_path / "exp.toml"
     experiment.write_text(
         textwrap.dedent(
@@ -69,12 +73,14 @@ def test_ascl_trains_and_ranks_the_demo_set_through_the_cli(tmp_path):
             text_encoder.embed_dim = 128
             similarity_head.embed_dim = 128
             train.batch_size = 32
+            train.steps_per_epoch = 1
             stages.main.epochs = 2
             """
         )
     )
-    out = run_itr(
+    out = itr_in_process(
         "run", str(experiment), "--results-dir", str(tmp_path / "results")
     )
     assert out.code == 0, out.stderr[-3000:]
     assert printed_leaderboard(out.stdout)["coco-demo / full"] == ["ascl"]
+    assert "training: epoch 2/2, stage main 2/2" in out.stderr
