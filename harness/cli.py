@@ -17,6 +17,7 @@ import click
 
 from harness import __version__
 from harness.errors import EXIT_USAGE, UserError
+from harness.termination import EXIT_TERMINATED, Terminated, sigterm_stops
 
 
 class _State:
@@ -71,6 +72,15 @@ quiet_option = click.option(
     callback=_silence_progress,
     help="No progress bars and no per-epoch or per-shard lines (also ITR_QUIET=1).",
 )
+
+
+def _with(options):
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -226,15 +236,34 @@ def run(
         sys.exit(1)
 
 
+finished_job_arguments = [
+    click.argument("checkpoint", metavar="RUN_ID_OR_FOLDER"),
+    click.option("--dataset", "dataset_name", default=None, help="Registered dataset to work on (default: the job's)."),
+    click.option(
+        "--option", "options", multiple=True, metavar="KEY=VALUE",
+        help="Dataset option, e.g. path=/data/coco_precomp, or an evaluation setting, e.g. eval.batch_size=512 (repeatable).",
+    ),
+    click.option("--split", default=None, help="Split to work on (default: the job's test split)."),
+]
+
+
+def _finished_job_changes(dataset_name: str | None, options: tuple[str, ...], split: str | None) -> tuple[dict, dict]:
+    """(dataset entry changes, ``eval`` changes) of `finished_job_arguments`."""
+    from harness.config.dotted import parse_assignments
+
+    parsed = parse_assignments(options)
+    eval_changes = {key.removeprefix("eval."): value for key, value in parsed.items() if key.startswith("eval.")}
+    changes: dict = {"options": {key: value for key, value in parsed.items() if not key.startswith("eval.")}}
+    if dataset_name is not None:
+        changes["name"] = dataset_name
+    if split is not None:
+        changes["test"] = split
+    return changes, eval_changes
+
+
 @cli.command("eval")
-@click.argument("checkpoint", metavar="RUN_ID_OR_FOLDER")
-@click.option("--dataset", "dataset_name", default=None, help="Registered dataset to evaluate on (default: the job's).")
-@click.option(
-    "--option", "options", multiple=True, metavar="KEY=VALUE",
-    help="Dataset option, e.g. path=/data/coco_precomp, or an evaluation setting, e.g. eval.batch_size=512 (repeatable).",
-)
-@click.option("--split", default=None, help="Split to evaluate (default: the job's test split).")
-@click.option("--protocol", "protocols", multiple=True, help="Protocol(s): full, coco-1k, coco-5k, f30k-1k (default: the job's).")
+@_with(finished_job_arguments)
+@click.option("--protocol", "protocols", multiple=True, help="Protocol(s): full, coco-1k, coco-5k, f30k-1k, eccv-caption, cxc (default: the job's).")
 @results_option
 @tracking_option
 @cache_option
@@ -255,17 +284,10 @@ def eval_checkpoint(
     or a checkpoint folder (model.safetensors + job.json, e.g. from a colleague)."""
     from tabulate import tabulate
 
-    from harness.config.dotted import parse_assignments
     from harness.experiment.finished import reevaluate
     from harness.metrics import RECALLS, RSUM
 
-    parsed = parse_assignments(options)
-    eval_changes = {key.removeprefix("eval."): value for key, value in parsed.items() if key.startswith("eval.")}
-    changes: dict = {"options": {key: value for key, value in parsed.items() if not key.startswith("eval.")}}
-    if dataset_name is not None:
-        changes["name"] = dataset_name
-    if split is not None:
-        changes["test"] = split
+    changes, eval_changes = _finished_job_changes(dataset_name, options, split)
     if protocols:
         changes["protocols"] = list(protocols)
     result = reevaluate(state.host, checkpoint, changes, eval_changes, results_dir, tracking_uri, cache_dir)
@@ -273,6 +295,44 @@ def eval_checkpoint(
     rows = [[protocol, *(result.metrics[f"{protocol}/{key}"] for key in columns)] for protocol in result.target.protocols]
     click.echo(f"{result.job.label} ({result.source}) on {result.target.title}:{result.target.test}")
     click.echo(tabulate(rows, headers=["protocol", *columns], tablefmt="github", floatfmt=".1f"))
+
+
+@cli.command()
+@_with(finished_job_arguments)
+@click.option("--text", default=None, help="A caption of your own: search the split's images.")
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None, help="An image file: search the split's captions.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Hits to show.")
+@results_option
+@tracking_option
+@cache_option
+@quiet_option
+@click.pass_obj
+def search(
+    state: _State,
+    checkpoint: str,
+    dataset_name: str | None,
+    options: tuple[str, ...],
+    split: str | None,
+    text: str | None,
+    image: Path | None,
+    top: int,
+    results_dir: Path,
+    tracking_uri: str | None,
+    cache_dir: Path | None,
+) -> None:
+    """Query job run RUN_ID (or a checkpoint folder) with your own caption (--text) or image
+    (--image) against its test split; the split's embeddings are cached beside the run."""
+    from tabulate import tabulate
+
+    from harness.experiment.search import Query, search as search_gallery
+
+    query = Query.of(text, image)
+    changes, eval_changes = _finished_job_changes(dataset_name, options, split)
+    result = search_gallery(state.host, checkpoint, query, top, changes, eval_changes, results_dir, tracking_uri, cache_dir)
+    click.echo(result.gallery_line(), err=True)
+    click.echo(f"{result.job.label} ({result.source}) on {result.target.title}:{result.target.test}: {result.searched} {query.gallery} searched for {query}")
+    headers, rows = result.table()
+    click.echo(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
 
 
 @cli.command()
@@ -343,15 +403,6 @@ statistics_options = [
     click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True),
     click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True),
 ]
-
-
-def _with(options):
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
 
 
 experiment_arguments = [
@@ -445,6 +496,31 @@ def slices(state: _State, experiment_file, experiment_name, results_dir, trackin
     click.echo(f"written: {csv_path} and {len(plots)} plots in {csv_path.parent / 'plots'}", err=True)
 
 
+@cli.command("export-rankings")
+@click.argument("run_id", metavar="RUN")
+@click.option("--protocol", default=None, help="Protocol whose rankings to write (default: the first the run stored).")
+@click.option("--format", "fmt", type=click.Choice(["json", "parquet"]), default="json", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Keep each query's top K (default: all the run stored).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write (default: rankings-RUN-PROTOCOL.FORMAT).")
+@results_option
+@tracking_option
+@click.pass_obj
+def export_rankings(state: _State, run_id, protocol, fmt, top, output, results_dir, tracking_uri) -> None:
+    """Write job run RUN's per-query rankings (top k candidates and scores, both directions, by
+    dataset ids) for outside tools: ranx, pytrec_eval, eccv_caption (docs/experiments.md)."""
+    import tempfile
+
+    from harness.evaluation.rankings import Rankings
+    from harness.evaluation.rankings import export_rankings as write_rankings
+    from harness.tracking import choose_tracking_uri, download_rankings
+
+    with tempfile.TemporaryDirectory() as folder:
+        protocol, stored = download_rankings(choose_tracking_uri(tracking_uri, None, results_dir), run_id, protocol, Path(folder))
+        rankings = Rankings.load(stored)
+    path = write_rankings(rankings, protocol, fmt, output or Path(f"rankings-{run_id}-{protocol}.{fmt}"), top)
+    click.echo(f"written: {path} ({protocol}, {len(rankings.image_ids)} image and {len(rankings.caption_ids)} caption queries)")
+
+
 UNWRITABLE = {
     errno.ENOSPC: "free space or choose another",
     errno.EDQUOT: "free space or choose another",
@@ -463,7 +539,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per small file is noise
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="itr", standalone_mode=False)
+        with sigterm_stops():  # a preempted `itr run` closes its runs KILLED (harness.termination)
+            cli.main(args=argv, prog_name="itr", standalone_mode=False)
     except UserError as exc:
         _stop(str(exc), debug)
     except OSError as exc:
@@ -474,7 +551,10 @@ def main(argv: list[str] | None = None) -> None:
             "--results-dir / --cache-dir (finished runs are kept in MLflow: `itr leaderboard` rewrites the tables)",
             debug,
         )
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, Terminated):
+            click.echo("terminated (SIGTERM): runs closed as KILLED; `itr run` again continues from the last resume point", err=True)
+            sys.exit(EXIT_TERMINATED)
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

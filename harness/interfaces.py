@@ -63,6 +63,9 @@ class RetrievalSplit:
             D2S-VSE trains on). Empty for most datasets; a text source (`TextSource`) reads it.
         caption_tags: per-caption labels by tag name, each one label per caption in caption order
             (e.g. ``{"source": ("web", "manual", ...)}``); results can be sliced by them.
+        caption_ids: one stable id per caption, in caption order, where the dataset knows them
+            (COCO caption annotation ids, matched from a ``captions_*.json`` file); None
+            otherwise. Protocols with extended positives (ECCV Caption, CxC) need them.
     """
 
     dataset: str
@@ -74,6 +77,7 @@ class RetrievalSplit:
     image_features: FeatureDict | None = field(default=None, compare=False)
     image_texts: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     caption_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    caption_ids: tuple[str, ...] | None = None
 
     @property
     def n_images(self) -> int:
@@ -338,7 +342,22 @@ class EvaluationProtocol(Protocol):
 
     def query_ranks(self, scores: np.ndarray, image_of_caption: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-query 0-based ranks as `metrics` counts them: (i2t rank per image query, the image
-        index of each i2t query, t2i rank per caption in caption order)."""
+        index of each i2t query, t2i rank per caption in caption order, -1 for a caption that
+        is no query of the protocol)."""
+
+
+@runtime_checkable
+class ReadsSplitIds(Protocol):
+    """A protocol whose positives come from outside the split, keyed by dataset ids (optional):
+    ECCV Caption's and CxC's extra matches, by COCO image and caption id.
+
+    Before ranking, the harness calls ``for_split`` with the checked test split (its
+    ``image_ids`` and ``caption_ids``) and ranks with the protocol it returns; ``check`` refuses
+    a split whose ids are missing or do not cover the protocol's queries. Protocols without it
+    (Recall@K) are used as they are.
+    """
+
+    def for_split(self, split: RetrievalSplit) -> EvaluationProtocol: ...
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ per-epoch training loss as step metrics, tags that the leaderboard and resume lo
 (``itr.*``), each split the job reads as a run input (name, digest, source), the device training
 and evaluation ran on, and MLflow's system metrics (``system/*``) when they are switched on. The default store is an explicit SQLite file under ``results/`` with artifacts next
 to it, so nothing depends on MLflow's changing default (./mlruns before 3.7, mlflow.db after).
+Every call to the store is retried through an outage for a bounded time (`harness.tracking_retry`),
+and every open run holds a lease (`harness.lease`), so several drivers can share one store.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ NON_PROTOCOL_PREFIXES = ("train/", "system/")
 MLflow's system metrics."""
 CHECKPOINT_ARTIFACTS = "checkpoint"
 RANKS_ARTIFACTS = "ranks"
+RANKINGS_ARTIFACTS = "rankings"
 EXPERIMENT_KIND = "experiment"
 
 
@@ -61,7 +64,9 @@ def seed_sqlite_store(path: Path) -> None:
     """Start a new SQLite store as a copy of an empty one already migrated to this MLflow's schema.
 
     MLflow builds a new store by running every schema migration (seconds); the migrated empty
-    store is kept once per MLflow version beside the feature cache and copied instead.
+    store is kept once per MLflow version beside the feature cache and copied instead. Neither
+    file is ever replaced once there: a second driver starting on the same new store at the same
+    moment must not swap the file the first one already writes to.
     """
     import shutil
 
@@ -74,8 +79,8 @@ def seed_sqlite_store(path: Path) -> None:
         return
     template = default_cache_dir().parent / "mlflow-empty-stores" / f"mlflow-{mlflow.__version__}.db"
     if not template.exists():  # MLflow creates and migrates a store on first use
-        write_atomically(template, lambda staging: mlflow.MlflowClient(f"sqlite:///{staging}").search_experiments())
-    write_atomically(path, lambda staging: shutil.copyfile(template, staging))
+        write_atomically(template, lambda staging: mlflow.MlflowClient(f"sqlite:///{staging}").search_experiments(), keep_existing=True)
+    write_atomically(path, lambda staging: shutil.copyfile(template, staging), keep_existing=True)
 
 
 class Tracker:
@@ -100,9 +105,12 @@ class Tracker:
         if self._client is None:
             import mlflow
 
+            from harness.tracking_retry import RetryingClient, leave_retries_to_us
+
             if self.tracking_uri.startswith("sqlite:///"):
                 seed_sqlite_store(Path(self.tracking_uri.removeprefix("sqlite:///")))
-            self._client = mlflow.MlflowClient(self.tracking_uri)
+            leave_retries_to_us()
+            self._client = RetryingClient(mlflow.MlflowClient(self.tracking_uri), self.tracking_uri)
         return self._client
 
     @classmethod
@@ -113,23 +121,36 @@ class Tracker:
         return tracker
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment `name`, created on first use (artifacts beside a local store)."""
+        """The id of experiment `name`, created on first use (artifacts beside a local store); a
+        second driver creating it at the same moment finds the first one's."""
+        from mlflow.exceptions import MlflowException
+
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
         artifact_location = None
         if self.tracking_uri.startswith("sqlite:///") and self.results_dir is not None:
             artifact_location = (self.results_dir / "mlartifacts").resolve().as_uri()
-        return self.client.create_experiment(name, artifact_location=artifact_location)
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            existing = self.client.get_experiment_by_name(name)
+            if existing is None:
+                raise
+            return existing.experiment_id
 
     @contextmanager
     def experiment_run(
         self, name: str, definition: Mapping[str, Any], source: Path | None, plugin_versions: Mapping[str, str]
     ) -> Iterator[Any]:
         """The parent run of one `itr run` invocation: the experiment's definition is kept as
-        ``experiment/experiment.json``, beside its `source` file when it came from one."""
+        ``experiment/experiment.json``, beside its `source` file when it came from one. The run
+        holds a lease while it is open (`harness.lease`)."""
+        from harness.lease import beating, lease_tags
+
         experiment_id = self.experiment_id_ = self.experiment_id(name)
         tags = {
+            **lease_tags(),
             "itr.kind": EXPERIMENT_KIND,
             "itr.version": harness.__version__,
             "itr.plugins": json.dumps(dict(plugin_versions), sort_keys=True),
@@ -138,7 +159,8 @@ class Tracker:
         commit = git_commit()
         if commit:
             tags["itr.git_commit"] = commit
-        with _terminated(self.client, self.client.create_run(experiment_id, run_name=name, tags=tags)) as run:
+        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+        with _terminated(self.client, run), beating(self.client.raw, run.info.run_id):
             self.client.log_dict(run.info.run_id, dict(definition), "experiment/experiment.json")
             if source is not None:
                 self.client.log_artifact(run.info.run_id, str(source), artifact_path="experiment")
@@ -168,10 +190,36 @@ class Tracker:
         self.client.set_tag(run_id, "itr.error", "interrupted: the process running it stopped before it finished")
         self.client.set_terminated(run_id, "KILLED")
 
+    def reopen(self, run_id: str, tags: Mapping[str, str]) -> Any:
+        """Job run `run_id`, KILLED, made RUNNING again with `tags` (a new lease, this
+        invocation's parent run), to go on from its resume point (`harness.job.resumption`);
+        its params, epochs and inputs logged so far stay."""
+        from mlflow.entities import RunTag
+
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+        if "itr.error" in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, "itr.error")
+        return self.client.get_run(run_id)
+
     @contextmanager
-    def job_run(self, job: Any, parent_run_id: str) -> Iterator["JobLog"]:
-        """A child run for `job`; if the body raises, the error is kept as the ``itr.error`` tag."""
+    def job_run(
+        self, job: Any, parent_run_id: str, pending_dir: Path | None = None, count_finished: bool = True, continuing: str | None = None
+    ) -> Iterator["JobLog"]:
+        """A child run for `job`; if the body raises, the error is kept as the ``itr.error`` tag.
+        With `continuing`, the job goes on in that earlier KILLED run of it (`reopen`) instead.
+
+        The run is first a claim on the job's cell (`harness.lease.claim_cell`: `CellHeld` when
+        another driver holds or, with `count_finished`, finished it; the cell's RUNNING runs whose
+        lease expired are closed as KILLED once the claim holds) and holds a lease while open. Once the store stops answering for good, what the job logs is kept under
+        `pending_dir` (`harness.pending_uploads`), where `JobLog.kept` says.
+        """
+        from harness.lease import CLAIM_TAG, TENTATIVE, CellHeld, beating, claim_cell, lease_tags
+        from harness.pending_uploads import KeepingClient
+
         tags = {
+            **lease_tags(),
+            CLAIM_TAG: TENTATIVE,
             "itr.kind": JOB_KIND,
             "itr.label": job.label,
             "itr.group": job.group or job.label,
@@ -186,19 +234,37 @@ class Tracker:
         }
         from mlflow.entities import Param
 
-        run = self.client.create_run(self.experiment_id_, run_name=job.title, tags=tags)
-        with _terminated(self.client, run), system_metrics(self.tracking_uri, run.info.run_id):
+        run = self.reopen(continuing, tags) if continuing else self.client.create_run(self.experiment_id_, run_name=job.title, tags=tags)
+        try:
+            dead = claim_cell(self.client, self.experiment_id_, run.info.run_id, job.config_hash, count_finished)
+        except CellHeld:
+            if continuing:  # the claim deleted it; the earlier run stays as it was
+                self.client.restore_run(continuing)
+                self.client.set_terminated(continuing, "KILLED")
+            raise
+        for run_id in dead:  # the runs of the cell whose process died: this one takes over
+            self.mark_interrupted(run_id)
+        client = KeepingClient(self.client, pending_dir, run.info.run_id, job.config_hash)
+        with _terminated(client, run), beating(self.client.raw, run.info.run_id), system_metrics(self.tracking_uri, run.info.run_id):
             dataset = {f"dataset.{key}": str(value) for key, value in flatten(job.dataset.model_dump()) if value != {}}
             params = {**job.params(), **dataset, "seed": str(job.seed)}
-            self.client.log_batch(run.info.run_id, params=[Param(key, value[:6000]) for key, value in params.items()])
-            yield JobLog(self.client, run.info.run_id)
+            client.log_batch(run.info.run_id, params=[Param(key, value[:6000]) for key, value in params.items()])
+            yield JobLog(client, run.info.run_id)
 
 
 @contextmanager
 def _terminated(client: Any, run: Any) -> Iterator[Any]:
-    """Yield `run` and close it FINISHED, FAILED (error kept as ``itr.error``) or KILLED (Ctrl-C)."""
+    """Yield `run` and close it FINISHED, FAILED (error kept as ``itr.error``) or KILLED (Ctrl-C).
+
+    A body stopped because the store no longer answers leaves the run open: closing it would
+    wait out the retry bound again, and its lease, no longer renewed, lets the next driver close it.
+    """
+    from harness.tracking_retry import TrackingUnavailable
+
     try:
         yield run
+    except TrackingUnavailable:
+        raise
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt):
             client.set_tag(run.info.run_id, "itr.error", f"{type(exc).__name__}: {exc}"[:5000])
@@ -213,6 +279,17 @@ class JobLog:
     def __init__(self, client: Any, run_id: str) -> None:
         self._client = client
         self.run_id = run_id
+
+    @property
+    def kept(self) -> tuple[Path, str] | None:
+        """(folder, why) when the run's results were kept in a folder because the store stopped
+        taking them (`harness.pending_uploads`); None when everything reached the store."""
+        folder = getattr(self._client, "kept_at", None)
+        return None if folder is None else (folder, str(self._client.reason))
+
+    def epochs_logged(self) -> set[int]:
+        """The epochs whose training loss the run holds (a continued run has some already)."""
+        return {metric.step for metric in self._client.get_metric_history(self.run_id, "train/loss")}
 
     def epoch(self, stage: str, epoch: int, record: Mapping[str, float]) -> None:
         """Per-epoch training values as ``train/<key>`` and, per stage, ``train/<stage>/<key>``."""
@@ -257,6 +334,16 @@ class JobLog:
             for protocol, query_ranks in ranks.items():
                 query_ranks.save(Path(folder) / f"{protocol}.npz")
             self._client.log_artifacts(self.run_id, folder, artifact_path=RANKS_ARTIFACTS)
+
+    def rankings(self, rankings: Mapping[str, Any]) -> None:
+        """Attach each protocol's top-k rankings (`harness.evaluation.rankings.Rankings`) as
+        ``rankings/<protocol>.npz``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            for protocol, ranked in rankings.items():
+                ranked.save(Path(folder) / f"{protocol}.npz")
+            self._client.log_artifacts(self.run_id, folder, artifact_path=RANKINGS_ARTIFACTS)
 
     def _log(self, values: Mapping[str, float], step: int) -> None:
         import time
@@ -392,6 +479,25 @@ def download_checkpoint(tracking_uri: str, run_id: str, folder: Path) -> Path:
     except OSError as exc:
         raise UserError(f"run {run_id} in {tracking_uri}: no checkpoint artifacts ({exc})") from None
     return Path(path)
+
+
+def download_rankings(tracking_uri: str, run_id: str, protocol: str | None, folder: Path) -> tuple[str, Path]:
+    """Fetch a job run's ``rankings/<protocol>.npz`` (default: the first it stored) into
+    `folder`: ``(protocol, path)``; a UserError naming what the run has if it lacks them."""
+    import mlflow
+
+    require_store(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        stored = sorted(Path(item.path).stem for item in client.list_artifacts(run_id, RANKINGS_ARTIFACTS))
+    except Exception as exc:  # an unknown run id
+        raise UserError(f"run {run_id} in {tracking_uri}: {str(exc).splitlines()[0]}") from None
+    if not stored:
+        raise UserError(f"run {run_id} has no rankings ({RANKINGS_ARTIFACTS}/*.npz): eval.rankings_top_k was 0, or an older itr-harness ran it")
+    protocol = protocol or stored[0]
+    if protocol not in stored:
+        raise UserError(f"run {run_id} has no rankings for protocol '{protocol}'; it has: {', '.join(stored)}")
+    return protocol, Path(client.download_artifacts(run_id, f"{RANKINGS_ARTIFACTS}/{protocol}.npz", str(folder)))
 
 
 def require_experiment(tracking_uri: str, name: str) -> str:

@@ -11,6 +11,13 @@ from tests.tiny_models import tiny_checkpoints  # noqa: F401 (a session fixture 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Idle OpenMP threads sleep instead of spinning (libgomp spins by default). On a machine whose
+# cores are busy with other work, a spinning torch thread holds a core its partner needs, and
+# a training job runs about 3x slower (measured on 2 shared cores); on an idle machine it costs
+# next to nothing. The thread count, and so every number a test sees, stays as it was. Set here,
+# before torch is imported, for this process and the `itr` subprocesses it starts; a value set
+# by the caller wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session", autouse=True)

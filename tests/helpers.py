@@ -37,6 +37,66 @@ def run_itr(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return Completed(proc.returncode, proc.stdout, proc.stderr)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (yet)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend under `root`, served artifacts), which
+    a test may kill (SIGKILL: no clean-up) and start again on the same port and store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        import time
+        import urllib.request
+
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}", "--artifacts-destination", str(self.root / "artifacts")],
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,  # its own group: uvicorn with it
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2).read()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"mlflow server did not start: {(self.root / 'server.log').read_text()[-2000:]}") from None
+                time.sleep(0.3)
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (SIGKILL to its process group)."""
+        import signal
+
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        import signal
+
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, signal_number: int) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal_number)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
 def store_uri(results_dir: Path) -> str:
     """The default MLflow store `itr run --results-dir results_dir` writes to."""
     return f"sqlite:///{results_dir / 'mlflow.db'}"
@@ -161,3 +221,20 @@ def pixels_of(rgb, colour: str) -> int:
     """How many pixels of an RGB image (an array, height × width × 3) are exactly `colour`
     (``#rrggbb``): a method's bars drawn in its colour, wherever the image ends up."""
     return int((rgb == [int(colour[i : i + 2], 16) for i in (1, 3, 5)]).all(axis=-1).sum())
+
+
+def tiny_vse_experiment(name: str, epochs: int, extra: str = "") -> str:
+    """An experiment file `name` with one small VSE++ job on the demo set (32-d, batch 32,
+    `epochs` epochs): the cheapest training job, for tests of what happens around a job.
+    `extra` is appended as it is (more keys of the method, or more method tables)."""
+    return f"""
+name = "{name}"
+[[datasets]]
+name = "coco-demo"
+[methods."vse++"]
+text_encoder.min_count = 1
+image_encoder.embed_dim = 32
+text_encoder.embed_dim = 32
+train.batch_size = 32
+stages.main.epochs = {epochs}
+{extra}"""

@@ -3,7 +3,9 @@
 The layout every image-text retrieval paper uses for raw images: a JSON document whose ``images``
 list has, per image, ``filename`` (plus ``filepath`` for COCO), ``split`` (train / val / test /
 restval) and ``sentences`` with the ``raw`` caption text. Captions keep dataset order, so the
-caption -> image mapping is explicit rather than the positional "5 per image" rule.
+caption -> image mapping is explicit rather than the positional "5 per image" rule. An image's
+id is its ``cocoid`` (else ``imgid``, else its file name); caption ids come from a COCO captions
+file when one is given (``captions_json``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from pathlib import Path
 
 from baselines.datasets.captioned_images import CaptionedImage, retrieval_split, utf8_text
+from baselines.datasets.coco_captions import with_caption_ids
 from harness.errors import UserError
 from harness.interfaces import RetrievalSplit
 
@@ -20,7 +23,9 @@ ID_KEYS = ("cocoid", "imgid")
 """The keys an image's id is read from, the first present; without either, its file name is the id."""
 
 
-def karpathy(*, annotations: str, image_root: str, name: str | None = None, restval_in_train: bool = True) -> KarpathyDataset:
+def karpathy(
+    *, annotations: str, image_root: str, name: str | None = None, restval_in_train: bool = True, captions_json: str | None = None
+) -> KarpathyDataset:
     """The ``karpathy`` dataset factory (registered as ``karpathy``).
 
     Args:
@@ -28,10 +33,16 @@ def karpathy(*, annotations: str, image_root: str, name: str | None = None, rest
         image_root: folder the ``filepath/filename`` of each image is relative to.
         name: the dataset's name in results and messages (default: the JSON file's stem).
         restval_in_train: count ``restval`` images as training images (the usual COCO recipe).
+        captions_json: a COCO ``captions_*.json`` file: each caption's annotation id is matched
+            from it (`baselines.datasets.coco_captions`), for the eccv-caption and cxc protocols.
     """
     annotations_path = Path(annotations).expanduser()
     return KarpathyDataset(
-        name or annotations_path.stem, annotations_path, Path(image_root).expanduser(), restval_in_train=restval_in_train
+        name or annotations_path.stem,
+        annotations_path,
+        Path(image_root).expanduser(),
+        restval_in_train=restval_in_train,
+        captions_json=Path(captions_json).expanduser() if captions_json else None,
     )
 
 
@@ -49,13 +60,17 @@ class KarpathyDataset:
         annotations: path of the ``dataset_*.json`` file.
         image_root: folder the ``filepath/filename`` of each image is relative to.
         restval_in_train: count ``restval`` images as training images (the usual COCO recipe).
+        captions_json: a COCO captions file the caption ids are matched from, or None.
     """
 
-    def __init__(self, name: str, annotations: Path, image_root: Path, *, restval_in_train: bool = True) -> None:
+    def __init__(
+        self, name: str, annotations: Path, image_root: Path, *, restval_in_train: bool = True, captions_json: Path | None = None
+    ) -> None:
         self.name = name
         self.annotations = Path(annotations)
         self.image_root = Path(image_root)
         self.restval_in_train = restval_in_train
+        self.captions_json = captions_json
         self._images: list[dict] | None = None
 
     def _records(self) -> list[dict]:
@@ -163,7 +178,8 @@ class KarpathyDataset:
             )
             for (_, record), path in zip(indexed, paths)
         ]
-        return retrieval_split(self.name, split, images)
+        loaded = retrieval_split(self.name, split, images)
+        return with_caption_ids(loaded, self.captions_json) if self.captions_json else loaded
 
 
 def _check_name(record: dict, key: str, where: str, *, may_be_empty: bool = False) -> None:

@@ -8,7 +8,9 @@ per split (``train``, ``dev``, ``test``, COCO's ``testall``):
 - ``{split}_caps.txt``: one caption per line, the captions of an image on consecutive lines,
   images in row order (5 per image in the released data);
 - ``{split}_ids.txt`` (optional): the image ids, one per image row, or one per caption
-  (LAPS's dev/testall copies list each id 5×).
+  (LAPS's dev/testall copies list each id 5×); COCO image ids in SCAN's release. With the
+  option ``captions_json`` (a COCO ``captions_*.json``), each caption's annotation id is matched
+  from it by image (`baselines.datasets.coco_captions`).
 
 Features are opened with ``np.load(mmap_mode="r")`` (COCO train is 33 GB; the reference loaders
 read it into RAM) and offered under the names the image backbones use: [n, R, D] as
@@ -39,6 +41,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from baselines.datasets.captioned_images import utf8_text
+from baselines.datasets.coco_captions import UNMATCHED_SPLITS, with_caption_ids
 from harness.errors import UserError, closest
 from harness.interfaces import RetrievalSplit
 
@@ -57,7 +60,7 @@ CHECK_CHUNK_BYTES = 64 << 20
 """Feature bytes read per step of the NaN / inf scan, so memory stays bounded on any file size."""
 
 
-def precomp(*, path: str, name: str | None = None, dev_images: int | None = 1000) -> PrecompDataset:
+def precomp(*, path: str, name: str | None = None, dev_images: int | None = 1000, captions_json: str | None = None) -> PrecompDataset:
     """The ``precomp`` dataset factory (registered as ``precomp``).
 
     Args:
@@ -65,20 +68,23 @@ def precomp(*, path: str, name: str | None = None, dev_images: int | None = 1000
         name: the dataset's name in results and messages (default: the directory's name).
         dev_images: keep the first N images of ``dev`` (reference loaders: 1000); None keeps all
             (TOML has no null: an experiment file keeps all with any N ≥ the dev size).
+        captions_json: a COCO ``captions_*.json`` file: each caption's annotation id is matched
+            from it by image (the ids file's COCO image ids), for the eccv-caption and cxc protocols.
     """
     if dev_images is not None and dev_images < 1:
         raise UserError(f"dataset 'precomp' at {path}: option dev_images must be at least 1 (got {dev_images})")
     root = Path(path).expanduser()
-    return PrecompDataset(name or root.name, root, dev_images=dev_images)
+    return PrecompDataset(name or root.name, root, dev_images=dev_images, captions_json=Path(captions_json).expanduser() if captions_json else None)
 
 
 class PrecompDataset:
     """Reads and validates the splits of one precomp directory (see the module docstring)."""
 
-    def __init__(self, name: str, root: Path, *, dev_images: int | None = 1000) -> None:
+    def __init__(self, name: str, root: Path, *, dev_images: int | None = 1000, captions_json: Path | None = None) -> None:
         self.name = name
         self.root = Path(root)
         self.dev_images = dev_images
+        self.captions_json = captions_json
 
     def _files(self, split: str) -> tuple[Path, Path, Path]:
         return self.root / f"{split}_ims.npy", self.root / f"{split}_caps.txt", self.root / f"{split}_ids.txt"
@@ -126,7 +132,7 @@ class PrecompDataset:
             features, image_ids = features[: self.dev_images], image_ids[: self.dev_images]
             captions = captions[: len(features) * captions_per_image]
         _check_finite(ims_path, stored, rows_per_image, len(features))
-        return RetrievalSplit(
+        loaded = RetrievalSplit(
             dataset=self.name,
             split=split,
             image_ids=tuple(image_ids),
@@ -134,6 +140,11 @@ class PrecompDataset:
             image_of_caption=np.arange(len(captions), dtype=np.int64) // captions_per_image,
             image_features={FEATURE_OF_RANK[features.ndim]: features},
         )
+        if self.captions_json is None or split in UNMATCHED_SPLITS:
+            return loaded
+        if ids is None:
+            raise UserError(f"{ids_path}: not found; option captions_json matches captions by COCO image id, one per image or caption")
+        return with_caption_ids(loaded, self.captions_json)
 
 
 def _open_features(path: Path) -> np.memmap:

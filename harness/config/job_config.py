@@ -61,6 +61,7 @@ class TrainConfig(Strict):
     amp_dtype: Literal["float16", "bfloat16"] = Field("float16", description="amp: float16 with loss scaling, or bfloat16 (no scaling needed)")
     loader_workers: int = LOADER_WORKERS
     processes: PositiveInt = Field(1, description="data-parallel processes training the job, one per GPU on CUDA; batch_size is the global batch")
+    resume_every: int = Field(0, ge=0, description="write a resume point every N steps (0: at the end of every epoch); not part of the config hash")
 
     @model_validator(mode="after")
     def _milestones_for_multistep(self) -> "TrainConfig":
@@ -81,7 +82,8 @@ class EvalConfig(Strict):
 
     ``mode = "full"`` scores every (image, caption) pair through the head, block by block:
     `score_chunk` images × `score_chunk` captions at a time, so the head's working memory is
-    bounded whatever the split's size. ``mode = "rerank"`` scores only each query's top
+    bounded whatever the split's size; it halves when a block runs out of memory, or until a
+    block fits `memory_budget_mb` (`harness.evaluation.memory`). ``mode = "rerank"`` scores only each query's top
     `rerank_k` candidates by a cheap global prefilter (ALBEF and BLIP: k = 256 on COCO, 128 on
     Flickr30K): the method's own global embeddings (``prefilter = "self"``) or those of another
     method of the experiment (its label), whose finished run on the same test split is reused.
@@ -94,11 +96,13 @@ class EvalConfig(Strict):
     amp: bool = Field(False, description="encode and score under bfloat16 autocast on CUDA (scores are kept as float32)")
     batch_size: PositiveInt = Field(256, description="images or captions encoded at once")
     loader_workers: int = LOADER_WORKERS
-    score_chunk: PositiveInt = Field(1024, description="images and captions per block of the score matrix")
+    score_chunk: PositiveInt = Field(1024, description="images and captions per block of the score matrix (halved on out of memory)")
+    memory_budget_mb: PositiveFloat | None = Field(None, description="at most this much working memory a scoring block (MB, fitted on probe blocks); none: unlimited")
     mode: Literal["full", "rerank"] = "full"
     rerank_k: PositiveInt = Field(128, description="rerank: candidates per query scored by the head")
     prefilter: str = Field("self", min_length=1, description="rerank: 'self' or the label of another method of the experiment")
     prefilter_search: Literal["torch", "faiss"] = Field("torch", description="rerank: where the prefilter's exact top k is computed")
+    rankings_top_k: int = Field(100, ge=0, description="candidates per query kept in the run's rankings artifact (itr export-rankings); 0: none; not part of the config hash")
 
     @field_validator("prefilter_search")
     @classmethod

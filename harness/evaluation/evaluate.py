@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from harness.config.job_config import EvalConfig
+from harness.evaluation.memory import SCORE_CHUNK_USED
 from harness.evaluation.scoring import embed_split
 from harness.evaluation.strategies import ScoredSplit, strategy_for
 from harness.interfaces import EvaluationProtocol
@@ -32,7 +33,8 @@ EVAL_SECONDS = "eval_seconds"
 
 @dataclass
 class Evaluation:
-    """Metrics keyed ``"{protocol}/{metric}"`` (plus `EVAL_SECONDS`), per protocol the rank of
+    """Metrics keyed ``"{protocol}/{metric}"`` (plus `EVAL_SECONDS` and the score chunk the
+    evaluation ended with, `SCORE_CHUNK_USED`), per protocol the rank of
     every query, and the scores ranked (`ScoredSplit`) by fold count."""
 
     metrics: dict[str, float]
@@ -71,10 +73,26 @@ def evaluate_split(
         i2t_rank, i2t_image, t2i_rank = protocol.query_ranks(split.i2t.numpy(), image_of_caption)
         if split.t2i is not split.i2t:
             t2i_rank = protocol.query_ranks(split.t2i.numpy(), image_of_caption)[2]
-        ranks[name] = QueryRanks(split.i2t.shape[0], i2t_rank, i2t_image, t2i_rank, image_of_caption, words, tags)
+        ranks[name] = _caption_queries(QueryRanks(split.i2t.shape[0], i2t_rank, i2t_image, t2i_rank, image_of_caption, words, tags))
         metrics.update(protocol_metrics(split, image_of_caption, name, protocol))
     metrics[EVAL_SECONDS] = time.perf_counter() - started
+    metrics[SCORE_CHUNK_USED] = float(strategy.chunk.size)
     return Evaluation(metrics, ranks, scored)
+
+
+def _caption_queries(ranks: QueryRanks) -> QueryRanks:
+    """`ranks` without the captions the protocol does not query (rank -1: ECCV Caption queries
+    1,332 of COCO's 25,000 captions)."""
+    queries = ranks.t2i_rank >= 0
+    if queries.all():
+        return ranks
+    return replace(
+        ranks,
+        t2i_rank=ranks.t2i_rank[queries],
+        t2i_image=ranks.t2i_image[queries],
+        caption_words=ranks.caption_words[queries] if len(ranks.caption_words) else ranks.caption_words,
+        caption_tags={tag: values[queries] for tag, values in ranks.caption_tags.items()},
+    )
 
 
 def _fold_counts(protocols: Mapping[str, EvaluationProtocol]) -> list[int]:

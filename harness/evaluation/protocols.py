@@ -14,17 +14,20 @@ common mistake, so a protocol checks the split it is given:
 
 They are registered through ``register_protocols`` like any plugin's (`harness.evaluation.plugin`);
 a plugin adds its own protocol by registering an object with the same three methods
-(`harness.interfaces.EvaluationProtocol`).
+(`harness.interfaces.EvaluationProtocol`). A protocol whose positives are keyed by dataset ids
+(``eccv-caption``, ``cxc``: `harness.evaluation.extended`) also has ``for_split``
+(`harness.interfaces.ReadsSplitIds`), and `bind_protocols` hands it the test split first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from harness.errors import UserError
-from harness.interfaces import RetrievalSplit
+from harness.interfaces import EvaluationProtocol, ReadsSplitIds, RetrievalSplit
 from harness.metrics import RECALLS, RSUM, metrics_from_ranks, positive_ranks
 
 
@@ -36,6 +39,12 @@ def image_folds(image_of_caption: np.ndarray, n_images: int, folds: int) -> list
         (images, np.flatnonzero(np.isin(image_of_caption, images)))
         for images in np.array_split(np.arange(n_images), folds)
     ]
+
+
+def bind_protocols(protocols: Mapping[str, EvaluationProtocol], split: RetrievalSplit) -> dict[str, EvaluationProtocol]:
+    """The protocols ready to rank `split`: each that reads dataset ids (`ReadsSplitIds`, e.g.
+    ECCV Caption) bound to the split's ids, the others as they are."""
+    return {name: protocol.for_split(split) if isinstance(protocol, ReadsSplitIds) else protocol for name, protocol in protocols.items()}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Embedding a split once, and scoring image blocks against caption blocks through the head.
 
 Memory stays bounded by ``chunk × chunk`` pairs of head work plus the [n_images, n_captions]
-float32 result, whatever the split's size.
+float32 result, whatever the split's size; the chunk halves on out of memory
+(`harness.evaluation.memory`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from harness.embeddings import Embeddings, concat
+from harness.evaluation.memory import ScoreChunk, naming
 from harness.training.feeds import gather
 from harness.training.model import RetrievalModel, SplitInputs
 
@@ -26,9 +28,10 @@ def precision(device: torch.device, amp: bool) -> Any:
 def embed_split(
     model: RetrievalModel, data: SplitInputs, batch_size: int, device: torch.device, amp: bool = False
 ) -> tuple[Embeddings, Embeddings]:
-    """Image and caption embeddings (Tensors [n, D] or `VectorSets`), float32 on `device`."""
+    """Image and caption embeddings (Tensors [n, D] or `VectorSets`), float32 on `device`;
+    running out of memory is one line naming ``eval.batch_size``."""
     model.eval()
-    with precision(device, amp):
+    with naming("eval.batch_size", batch_size, "embedding the test split"), precision(device, amp):
         batches = data.images.batches(torch.arange(data.n_images).split(batch_size), device, train=False)
         images = [model.encode_images(inputs).float() for inputs in batches]
         texts = [
@@ -40,13 +43,25 @@ def embed_split(
 
 @torch.inference_mode()
 def score_matrix(
-    model: RetrievalModel, images: Embeddings, texts: Embeddings, chunk: int, amp: bool = False
+    model: RetrievalModel, images: Embeddings, texts: Embeddings, chunk: int | ScoreChunk, amp: bool = False
 ) -> torch.Tensor:
-    """scores [n_images, n_captions] (float32, CPU), computed block by block through the head."""
+    """scores [n_images, n_captions] (float32, CPU), computed block by block through the head.
+
+    `chunk` is the block size, or a `ScoreChunk` that halves it on out of memory: a band of
+    `chunk` images is then scored again, against every caption, at the smaller size.
+    """
+    chunk = chunk if isinstance(chunk, ScoreChunk) else ScoreChunk(chunk)
     device = images.device if isinstance(images, torch.Tensor) else images.vectors.device
     scores = torch.empty(len(images), len(texts), dtype=torch.float32)
+
+    def band(start: int, size: int) -> int:
+        for j in range(0, len(texts), size):
+            scores[start : start + size, j : j + size] = model.score(images[start : start + size], texts[j : j + size]).float().cpu()
+        return min(size, len(images) - start)
+
     with precision(device, amp):
-        for i in range(0, len(images), chunk):
-            for j in range(0, len(texts), chunk):
-                scores[i : i + chunk, j : j + chunk] = model.score(images[i : i + chunk], texts[j : j + chunk]).float().cpu()
+        chunk.fit_budget(lambda size: model.score(images[:size], texts[:size]), min(len(images), len(texts)))
+        start = 0
+        while start < len(images):
+            start += chunk.attempt(lambda size: band(start, size))
     return scores

@@ -12,6 +12,9 @@ branch inside the scoring code.
   costly to score densely). Every non-candidate ranks below every candidate, so R@K for K ≤ k is
   exact whenever the positive is a candidate; the prefilter's own recall at k, the ceiling
   re-ranking cannot exceed, is reported beside the metrics.
+
+Both score in blocks of a strategy's `ScoreChunk`, which halves on out of memory
+(`harness.evaluation.memory`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from harness.capabilities import READS_PAIRING_LABELS, SCORES_PAIRS, claims
 from harness.config.job_config import EvalConfig
 from harness.embeddings import Embeddings, VectorSets
+from harness.evaluation.memory import ScoreChunk, naming
 from harness.evaluation.protocols import image_folds
 from harness.evaluation.scoring import precision, score_matrix
 from harness.metrics import KS
@@ -53,6 +57,9 @@ class ScoredSplit:
 class EvaluationStrategy(Protocol):
     """Scores a split's embeddings for one layout of image folds."""
 
+    chunk: ScoreChunk
+    """The block size it scores with, as halved so far."""
+
     def score(
         self, model: RetrievalModel, images: Embeddings, texts: Embeddings, image_of_caption: torch.Tensor, cfg: EvalConfig, folds: int
     ) -> ScoredSplit: ...
@@ -66,7 +73,8 @@ class FullScores:
     serves every fold layout, so it is computed once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk: ScoreChunk) -> None:
+        self.chunk = chunk
         self._scored: ScoredSplit | None = None
 
     def score(
@@ -79,7 +87,7 @@ class FullScores:
                     device = _device_of(images)
                     scores = model.head.score_with_pairing(images, texts, image_of_caption.to(device)).float().cpu()
             else:
-                scores = score_matrix(model, images, texts, cfg.score_chunk, cfg.amp)
+                scores = score_matrix(model, images, texts, self.chunk, cfg.amp)
             self._scored = ScoredSplit(scores, scores, scores.numel())
         return self._scored
 
@@ -88,13 +96,14 @@ class Rerank:
     """``eval.mode = "rerank"``: the head scores each query's top `rerank_k` candidates only.
 
     Args:
+        chunk: the block size of the prefilter's search.
         prefilter: global vectors (images [n_images, D], captions [n_captions, D]) to pick the
             candidates with, e.g. another method's; None takes the model's own
             (`global_vectors` of its embeddings).
     """
 
-    def __init__(self, prefilter: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        self.prefilter = prefilter
+    def __init__(self, chunk: ScoreChunk, prefilter: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        self.chunk, self.prefilter = chunk, prefilter
 
     @torch.inference_mode()
     def score(
@@ -123,20 +132,21 @@ class Rerank:
             fold_captions_t = torch.as_tensor(fold_captions, device=device)
             # i2t: each image query of the fold, its k best captions of the fold
             k = min(cfg.rerank_k, len(fold_captions))
-            picked = fold_captions_t[top_candidates(image_vectors[fold_images_t], text_vectors[fold_captions_t], k, cfg)]
+            picked = fold_captions_t[top_candidates(image_vectors[fold_images_t], text_vectors[fold_captions_t], k, cfg, self.chunk)]
             query = fold_images_t[:, None].expand_as(picked)
             hits["i2t"] += int((torch.as_tensor(labels, device=device)[picked] == query).any(1).sum())
             pairs["i2t"].append((query.reshape(-1), picked.reshape(-1)))
             # t2i: each caption query of the fold, its k best images of the fold
             k = min(cfg.rerank_k, len(fold_images))
-            picked = fold_images_t[top_candidates(text_vectors[fold_captions_t], image_vectors[fold_images_t], k, cfg)]
+            picked = fold_images_t[top_candidates(text_vectors[fold_captions_t], image_vectors[fold_images_t], k, cfg, self.chunk)]
             query = fold_captions_t[:, None].expand_as(picked)
             hits["t2i"] += int((picked == torch.as_tensor(labels, device=device)[query]).any(1).sum())
             pairs["t2i"].append((picked.reshape(-1), query.reshape(-1)))
-        scored = {
-            direction: [(rows, columns, pair_scores(model, images, texts, rows, columns, cfg, direction)) for rows, columns in entries]
-            for direction, entries in pairs.items()
-        }
+        with naming("eval.rerank_k", cfg.rerank_k, "scoring the re-rank candidates"):
+            scored = {
+                direction: [(rows, columns, pair_scores(model, images, texts, rows, columns, cfg, direction)) for rows, columns in entries]
+                for direction, entries in pairs.items()
+            }
         values = [s for entries in scored.values() for _, _, s in entries if len(s)]
         floor = float(torch.cat(values).min()) - 1.0 if values else 0.0
         matrices = {}
@@ -157,8 +167,10 @@ STRATEGIES: dict[str, type] = {"full": FullScores, "rerank": Rerank}
 
 
 def strategy_for(cfg: EvalConfig, prefilter: tuple[torch.Tensor, torch.Tensor] | None = None) -> EvaluationStrategy:
-    """The strategy of ``cfg.mode``; `prefilter` vectors only matter to a re-rank."""
-    return Rerank(prefilter) if cfg.mode == "rerank" else FullScores()
+    """The strategy of ``cfg.mode``, scoring in blocks of ``cfg.score_chunk`` within
+    ``cfg.memory_budget_mb``; `prefilter` vectors only matter to a re-rank."""
+    chunk = ScoreChunk(cfg.score_chunk, cfg.memory_budget_mb)
+    return Rerank(chunk, prefilter) if cfg.mode == "rerank" else FullScores(chunk)
 
 
 def global_vectors(embeddings: Embeddings) -> torch.Tensor:
@@ -171,16 +183,27 @@ def global_vectors(embeddings: Embeddings) -> torch.Tensor:
     return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
 
-def top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, cfg: EvalConfig) -> torch.Tensor:
+def top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, cfg: EvalConfig, chunk: ScoreChunk | None = None) -> torch.Tensor:
     """int64 [n_queries, k] on the queries' device: each query's k highest-scoring gallery items
-    by dot product, exact, `cfg.score_chunk` queries at a time so memory stays at chunk ×
-    n_gallery scores; through faiss on the host when ``cfg.prefilter_search = "faiss"``."""
+    by dot product, exact, `chunk` queries at a time (default: ``cfg.score_chunk``, halved on out
+    of memory) so memory stays at chunk × n_gallery scores; through faiss on the host when
+    ``cfg.prefilter_search = "faiss"``."""
+    chunk = chunk or ScoreChunk(cfg.score_chunk, cfg.memory_budget_mb)
     if cfg.prefilter_search == "faiss":
-        return _faiss_top_candidates(queries, gallery, k, cfg.score_chunk)
+        return _faiss_top_candidates(queries, gallery, k, chunk.size)
     if not len(queries):
         return torch.empty(0, k, dtype=torch.long, device=queries.device)
-    chunk = cfg.score_chunk
-    return torch.cat([(queries[start : start + chunk] @ gallery.T).topk(k, dim=1).indices for start in range(0, len(queries), chunk)])
+
+    def best(start: int, size: int) -> torch.Tensor:
+        return (queries[start : start + size] @ gallery.T).topk(k, dim=1).indices
+
+    chunk.fit_budget(lambda size: best(0, size), len(queries))
+    found: list[torch.Tensor] = []
+    start = 0
+    while start < len(queries):
+        found.append(chunk.attempt(lambda size: best(start, size)))
+        start += len(found[-1])
+    return torch.cat(found)
 
 
 def _faiss_top_candidates(queries: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int) -> torch.Tensor:

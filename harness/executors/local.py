@@ -21,6 +21,8 @@ from harness.errors import UserError
 from harness.executors.tickets import JobOutcome, JobTicket, Session
 
 POLL_SECONDS = 0.2
+WORKER_GRACE_SECONDS = 10.0
+"""How long a stopped driver waits for its workers to close their runs before killing them."""
 
 
 @dataclass
@@ -38,25 +40,30 @@ class LocalWorkers:
     """Runs each job in a fresh worker process, at most `workers` at once.
 
     Options:
-        workers: concurrent worker processes (default 2). On CPU, each worker's torch uses
-            about cores / workers threads.
+        workers: concurrent worker processes (default 2).
+        threads: torch threads of each worker (default: the usable cores / workers, as
+            `harness.training.threads.job_threads` has it).
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, threads: int | None = None) -> None:
         if workers < 1:
             raise UserError(f"executor 'local': workers must be ≥ 1 (got {workers})")
-        self.workers = workers
+        if threads is not None and threads < 1:
+            raise UserError(f"executor 'local': threads must be ≥ 1 (got {threads})")
+        self.workers, self.threads = workers, threads
 
     def run(self, tickets: Sequence[JobTicket], session: Session) -> None:
         gpus = visible_gpus()
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        from harness.training.threads import job_threads
+
+        threads = job_threads(self.workers, self.threads)
         log_dir = Path(session.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         waiting, running = list(tickets), []
         try:
-            while waiting or running:
+            while (waiting and not session.stopped) or running:
                 free = sorted(set(range(self.workers)) - {job.slot for job in running})
-                while waiting and free:
+                while waiting and free and not session.stopped:
                     ticket = waiting.pop(0)
                     session.started(ticket)
                     running.append(_start(ticket, free.pop(0), gpus, threads, log_dir))
@@ -67,8 +74,13 @@ class LocalWorkers:
                     session.finished(job.ticket, _outcome(job))
         finally:
             for job in running:  # the driver was interrupted: stop the workers with it
-                job.process.kill()
-                job.process.wait()
+                job.process.terminate()  # a worker closes its run KILLED on SIGTERM (harness.termination)
+            for job in running:
+                try:
+                    job.process.wait(timeout=WORKER_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    job.process.kill()
+                    job.process.wait()
                 job.log.close()
 
 

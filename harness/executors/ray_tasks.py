@@ -54,8 +54,8 @@ class RayTasks:
         waiting, running = list(tickets), {}
         limit = self.max_concurrent or len(tickets)
         try:
-            while waiting or running:
-                while waiting and len(running) < limit:
+            while (waiting and not session.stopped) or running:
+                while waiting and len(running) < limit and not session.stopped:
                     ticket = waiting.pop(0)
                     session.started(ticket)
                     gpus = self.num_gpus * ticket.job.config.train.processes

@@ -24,6 +24,10 @@ class JobTicket:
         source: the experiment file, for messages and relative dataset paths.
         cache_dir: the feature cache (None: the default location).
         plugins_dir, strict_plugins: how the driver loaded plugins, repeated in the worker.
+        pending_dir: where the job keeps what the store would not take (None: nowhere).
+        resume_dir: where the job's resume points lie (`harness.job.resumption`; None: none).
+        count_finished: a run of the same cell finished meanwhile (by another driver) means
+            the job is not run (False with ``--rerun-finished``).
     """
 
     index: int
@@ -36,6 +40,9 @@ class JobTicket:
     cache_dir: str | None = None
     plugins_dir: str | None = None
     strict_plugins: bool = False
+    pending_dir: str | None = None
+    count_finished: bool = True
+    resume_dir: str | None = None
 
     @property
     def title(self) -> str:
@@ -53,11 +60,19 @@ class JobTicket:
 
 @dataclass
 class JobOutcome:
-    """A finished job's child run and metrics, or the error that stopped it."""
+    """A finished job's child run and metrics, or the error that stopped it.
+
+    `held_by`: the job did not run, another driver holds its cell (that driver's run);
+    `tracking_error`: the store stopped answering (with `kept_at`: where the job's results wait
+    for upload).
+    """
 
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    held_by: str | None = None
+    tracking_error: str | None = None
+    kept_at: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -73,6 +88,9 @@ class Session(Protocol):
     log_dir: str
     """A folder for per-job logs of worker processes."""
 
+    stopped: str | None
+    """Why no further ticket may start (the store stopped answering), or None."""
+
     def started(self, ticket: JobTicket) -> None:
         """Call when a ticket starts (progress, observer hooks)."""
 
@@ -84,6 +102,7 @@ class Session(Protocol):
 
 
 class Executor(Protocol):
-    """Runs tickets, reporting each through `session.finished` exactly once."""
+    """Runs tickets, reporting each it started through `session.finished` exactly once; once
+    `session.stopped` is set it starts no further ticket."""
 
     def run(self, tickets: Sequence[JobTicket], session: Session) -> None: ...

@@ -68,26 +68,58 @@ def reevaluate(
     """
     from harness.features import FeatureCache
     from harness.job.catalog import DataCatalog
-    from harness.job.checkpoints import read_job
     from harness.job.run import evaluate_checkpoint
+
+    with tempfile.TemporaryDirectory() as scratch:
+        found = reopen(checkpoint, dataset_changes, eval_changes, results_dir, tracking_uri, Path(scratch))
+        catalog = DataCatalog(host.registry, f"itr eval {checkpoint}")
+        metrics = evaluate_checkpoint(found.job, found.folder, host.registry, catalog, FeatureCache(cache_dir), found.target, found.runs)
+    return Reevaluation(found.job, found.source, found.target, metrics)
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """A finished job brought back: the job (with the command line's ``eval`` changes), its
+    checkpoint folder, where that came from (``run ID`` or ``checkpoint FOLDER``), the dataset
+    entry to work on, the run's experiment store and name (None for a checkpoint folder)."""
+
+    job: Job
+    folder: Path
+    source: str
+    target: DatasetEntry
+    runs: Any
+    experiment: str | None
+
+
+def reopen(
+    checkpoint: str,
+    dataset_changes: Mapping[str, Any],
+    eval_changes: Mapping[str, Any],
+    results_dir: Path,
+    tracking_uri: str | None,
+    scratch: Path,
+    command: str = "itr eval",
+) -> Reopened:
+    """Job run `checkpoint` (a run id, its checkpoint downloaded into `scratch`) or a checkpoint
+    folder, with the changes of `reevaluate`; errors name `command`."""
+    import mlflow
+
+    from harness.job.checkpoints import read_job
     from harness.tracking import ExperimentRuns, choose_tracking_uri, download_checkpoint, experiment_of
 
-    runs = None
-    with tempfile.TemporaryDirectory() as scratch:
-        if Path(checkpoint).is_dir():
-            folder, source = Path(checkpoint), f"checkpoint {checkpoint}"
-        else:
-            uri = choose_tracking_uri(tracking_uri, None, results_dir)
-            folder, source = download_checkpoint(uri, checkpoint, Path(scratch)), f"run {checkpoint}"
-            runs = ExperimentRuns(uri, experiment_of(uri, checkpoint))
-        job = _with_eval(Job.from_record(read_job(folder), source), eval_changes)
-        target = _dataset_entry(job.dataset, dataset_changes)
-        catalog = DataCatalog(host.registry, f"itr eval {checkpoint}")
-        metrics = evaluate_checkpoint(job, folder, host.registry, catalog, FeatureCache(cache_dir), target, runs)
-    return Reevaluation(job, source, target, metrics)
+    runs, experiment = None, None
+    if Path(checkpoint).is_dir():
+        folder, source = Path(checkpoint), f"checkpoint {checkpoint}"
+    else:
+        uri = choose_tracking_uri(tracking_uri, None, results_dir)
+        folder, source = download_checkpoint(uri, checkpoint, scratch), f"run {checkpoint}"
+        experiment_id = experiment_of(uri, checkpoint)
+        runs, experiment = ExperimentRuns(uri, experiment_id), mlflow.MlflowClient(uri).get_experiment(experiment_id).name
+    job = _with_eval(Job.from_record(read_job(folder), source), eval_changes, command)
+    return Reopened(job, folder, source, _dataset_entry(job.dataset, dataset_changes, command), runs, experiment)
 
 
-def _with_eval(job: Job, changes: Mapping[str, Any]) -> Job:
+def _with_eval(job: Job, changes: Mapping[str, Any], command: str) -> Job:
     """`job` with its ``eval`` section changed (the result is not a new job: nothing is logged)."""
     if not changes:
         return job
@@ -98,11 +130,11 @@ def _with_eval(job: Job, changes: Mapping[str, Any]) -> Job:
     try:
         evaluation = EvalConfig.model_validate(deep_merge(job.config.eval.model_dump(), nest(dict(changes))))
     except ValidationError as exc:
-        raise UserError(format_validation_error("itr eval: eval", exc, EvalConfig)) from None
+        raise UserError(format_validation_error(f"{command}: eval", exc, EvalConfig)) from None
     return replace(job, config=job.config.model_copy(update={"eval": evaluation}))
 
 
-def _dataset_entry(job_dataset: DatasetEntry, changes: Mapping[str, Any]) -> DatasetEntry:
+def _dataset_entry(job_dataset: DatasetEntry, changes: Mapping[str, Any], command: str) -> DatasetEntry:
     """The job's dataset entry with the command line's changes, validated like a file's."""
     fields = job_dataset.model_dump()
     if "name" in changes:
@@ -112,4 +144,4 @@ def _dataset_entry(job_dataset: DatasetEntry, changes: Mapping[str, Any]) -> Dat
     try:
         return DatasetEntry.model_validate(fields)
     except ValidationError as exc:
-        raise UserError(format_validation_error("itr eval", exc, DatasetEntry)) from None
+        raise UserError(format_validation_error(command, exc, DatasetEntry)) from None

@@ -41,6 +41,7 @@ def run_file(host: Any, request: RunRequest) -> RunResult:
     from harness.experiment.driver import Launch, run_experiment
     from harness.experiment.plan import plan
     from harness.features import FeatureCache
+    from harness.pending_uploads import pending_folder
     from harness.publish import publish_leaderboard
     from harness.tracking import Tracker, choose_tracking_uri, require_reachable
 
@@ -56,6 +57,8 @@ def run_file(host: Any, request: RunRequest) -> RunResult:
         plugins_dir=request.plugins_dir,
         strict_plugins=request.strict_plugins,
         rerun_finished=request.rerun_finished,
+        pending_dir=pending_folder(request.results_dir, experiment.name),
+        resume_dir=(request.results_dir / experiment.name / "resume").resolve(),
     )
     outcome = run_experiment(experiment, jobs, host, Tracker(uri, request.results_dir), cache, executor, launch)
     published = publish_leaderboard(host.observers, uri, experiment.name, request.results_dir, parent_run_id=outcome.parent_run_id)

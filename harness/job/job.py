@@ -51,8 +51,12 @@ class Job:
         cls, label: str, method: str, dataset: DatasetEntry, seed: int, config: JobConfig, group: str = "", axes: Mapping[str, str] | None = None
     ) -> "Job":
         """A job with its hash: of the method, the resolved config, the dataset (its label
-        aside: renaming a dataset on the leaderboard changes no result) and the seed."""
-        payload = {"method": method, "config": config.model_dump(), "dataset": dataset.model_dump(exclude={"label"}), "seed": seed}
+        aside: renaming a dataset on the leaderboard changes no result) and the seed.
+        ``train.resume_every`` is left out: how often a job saves its progress changes no result;
+        so is ``eval.memory_budget_mb``: the scores are the same whatever block size it leaves;
+        and ``eval.rankings_top_k``: how much of each ranking is kept changes no metric."""
+        settings = config.model_dump(exclude={"train": {"resume_every"}, "eval": {"memory_budget_mb", "rankings_top_k"}})
+        payload = {"method": method, "config": settings, "dataset": dataset.model_dump(exclude={"label"}), "seed": seed}
         return cls(label, method, dataset, seed, config, config_hash(payload), group or label, dict(axes or {}))
 
     @property

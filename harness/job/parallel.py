@@ -35,10 +35,17 @@ class RankPayload:
     rendezvous: str
     processes: int
     device_type: str
+    resume_path: str | None = None
 
 
-def fit_data_parallel(job: Any, registry: Any, catalog: Any, cache: Any, built: Any, inputs: Any, device: torch.device, on_epoch: Any) -> list[dict[str, float]]:
-    """Train `built` (rank 0's model, on `device`) with `job.config.train.processes` processes."""
+def fit_data_parallel(
+    job: Any, registry: Any, catalog: Any, cache: Any, built: Any, inputs: Any, device: torch.device, on_epoch: Any, resume: Any = None
+) -> list[dict[str, float]]:
+    """Train `built` (rank 0's model, on `device`) with `job.config.train.processes` processes.
+
+    Rank 0 writes the resume points (`resume`); a resumed job's other ranks read the same point,
+    and take rank 0's random states from it (their own streams are not kept: a resumed
+    data-parallel run is as valid as an uninterrupted one, not bit-identical to it)."""
     import torch.multiprocessing as mp
 
     from harness.training.distributed import World
@@ -56,11 +63,14 @@ def fit_data_parallel(job: Any, registry: Any, catalog: Any, cache: Any, built: 
             rendezvous=f"file://{Path(folder) / 'rendezvous'}",
             processes=processes,
             device_type=device.type,
+            resume_path=str(resume.path) if resume is not None and resume.state is not None else None,
         )
         others = mp.start_processes(_other_rank, args=(payload,), nprocs=processes - 1, join=False, start_method="spawn")
         try:
             _join_group(payload, 0)
-            history = fit(built.model, inputs, built.stages, job.config.train, device, on_epoch=on_epoch, samples=built.samples, world=World(0, processes))
+            history = fit(
+                built.model, inputs, built.stages, job.config.train, device, on_epoch=on_epoch, samples=built.samples, world=World(0, processes), resume=resume
+            )
             torch.distributed.destroy_process_group()
         except BaseException:
             for process in others.processes:
@@ -90,6 +100,7 @@ def _other_rank(index: int, payload: RankPayload) -> None:
     from harness.plugin_manager import PluginHost
     from harness.progress import silence
     from harness.training.distributed import World
+    from harness.training.resume_point import ResumeFile, read_point
     from harness.training.trainer import fit
 
     rank = index + 1
@@ -101,6 +112,8 @@ def _other_rank(index: int, payload: RankPayload) -> None:
     built = assemble(job, host.registry, data.context())
     device = torch.device("cuda", rank) if payload.device_type == "cuda" else torch.device("cpu")
     inputs = data.training_inputs(built.model)
+    point = read_point(Path(payload.resume_path)) if payload.resume_path else None
+    resume = ResumeFile(Path(payload.resume_path), 0, point[0], point[1], writes=False) if point else None
     _join_group(payload, rank)
-    fit(built.model, inputs, built.stages, job.config.train, device, samples=built.samples, world=World(rank, payload.processes))
+    fit(built.model, inputs, built.stages, job.config.train, device, samples=built.samples, world=World(rank, payload.processes), resume=resume)
     torch.distributed.destroy_process_group()

@@ -4,13 +4,12 @@ Training and evaluation ask a feed for the inputs of a list of image-index batch
 ``{name: Tensor}`` per batch, on the device. Frozen features are rows read from (memory-mapped)
 arrays (`gather`, which reads the rows of captions' prepared inputs too). Pixels, for an image encoder that reads them (`harness.capabilities.ReadsPixels`), are
 decoded and augmented in `DataLoader` worker processes while the model works on the previous
-batch, into pinned memory on CUDA.
+batch, into pinned memory on CUDA; torch's threads leave those workers their cores.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader
 from harness.errors import UserError
 from harness.interfaces import PixelSpec
 from harness.pixels import eval_pixels, training_pixels
+from harness.training.threads import beside_loader_workers, torch_threads, usable_cpus
 
 PIXELS = "pixels"
 """The input name an encoder that reads pixels receives them under."""
@@ -78,6 +78,8 @@ class PixelFeed:
 
     Each training image's crop and flip are drawn from a generator seeded by (`seed`, epoch,
     the item's position in the epoch), so they are the same whatever the number of workers.
+    While the workers decode, the job's torch runs with that many fewer threads
+    (`harness.training.threads`), so the model and the loader do not compete for cores.
     """
 
     def __init__(self, paths: Sequence[Path], spec: PixelSpec, seed: int = 0, workers: int = 0) -> None:
@@ -103,10 +105,11 @@ class PixelFeed:
             collate_fn=_stacked,
             generator=torch.Generator(),  # the loader's own seed draw leaves the job's RNG alone
         )
-        for batch in loader:
-            if isinstance(batch, str):
-                raise UserError(batch)
-            yield {PIXELS: batch.to(device, non_blocking=True)}
+        with torch_threads(beside_loader_workers(self.workers)):
+            for batch in loader:
+                if isinstance(batch, str):
+                    raise UserError(batch)
+                yield {PIXELS: batch.to(device, non_blocking=True)}
 
 
 class _PixelImages(torch.utils.data.Dataset):
@@ -134,11 +137,6 @@ def _stacked(images: list[np.ndarray | str]) -> torch.Tensor | str:
     """The batch as one tensor, or the first image's error."""
     errors = [image for image in images if isinstance(image, str)]
     return errors[0] if errors else torch.from_numpy(np.stack(images))
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity mask, e.g. a Slurm allocation)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def as_feed(images: Any) -> ImageFeed:

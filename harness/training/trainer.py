@@ -21,7 +21,7 @@ import math
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from harness.training.batch import TrainingBatch
 from harness.training.distributed import World, join, whole_batches
 from harness.training.feeds import gather
 from harness.training.model import RetrievalModel, SplitInputs
+from harness.training.resume_point import ResumeFile, load_module_states, module_states, random_states, restore_random_states
 from harness.training.samples import GeneratedSamples
 
 
@@ -130,6 +131,7 @@ def fit(
     on_epoch: EpochCallback | None = None,
     samples: GeneratedSamples | None = None,
     world: World = World(),
+    resume: ResumeFile | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` through `stages`; returns one record per epoch (stage, epoch, loss, lr, and
     the loss's terms if it reports any).
@@ -139,6 +141,10 @@ def fit(
     with the generated negatives appended as extra caption columns (the AsCL paper, §4).
     In a data-parallel job (`world`, `harness.training.distributed`) this process encodes its
     slice of every batch and scores the gathered global batch.
+    With `resume` (`harness.training.resume_point`), training writes its resume points there
+    and, if the file holds one (`resume.state`), goes on from it: the stages and epochs before it
+    are skipped, an epoch stopped halfway skips the batches it had done, and the states and
+    random streams are put back, so the result is the uninterrupted run's.
     """
     for stage in stages:
         _check_stage_text(stage, data, samples)
@@ -149,10 +155,14 @@ def fit(
     amp_dtype = getattr(torch, cfg.amp_dtype)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
-    history: list[dict[str, float]] = []
-    epoch = 0
+    point = dict(resume.state) if resume is not None and resume.state is not None else None
+    history: list[dict[str, float]] = list(point["history"]) if point else []
+    steps_done = point["steps"] if point else 0
+    if point:
+        _restore_model_state(point, model, scaler, samples)
+    epoch, stage_restored = 0, False
     optimizer: torch.optim.Optimizer | None = None
-    log = ProgressLog("training", sum(stage.epochs for stage in stages), "epoch")
+    log = ProgressLog("training", sum(stage.epochs for stage in stages) - len(history), "epoch")  # the epochs left
     for index, stage in enumerate(stages):
         if optimizer is None or stage.restart:
             base_lr, schedule_epoch = stage.lr or cfg.lr, 0
@@ -160,24 +170,40 @@ def fit(
             schedule_length = _schedule_length(stages, index)
         elif stage.lr is not None:
             base_lr = stage.lr
+        if point and index < point["stage"]:  # finished before the resume point
+            epoch, schedule_epoch = epoch + stage.epochs, schedule_epoch + stage.epochs
+            continue
         stage.loss.to(device)
         if claims(stage.loss, STAGE_HOOK):
             stage.loss.begin_stage(model)
+        if point and not stage_restored:
+            _restore_stage_state(point, index, stage, optimizer)
+            stage_restored = True
         text_inputs, image_of_item = _stage_texts(stage, data)
         for stage_epoch in range(stage.epochs):
+            if point and stage_epoch < point["stage_epoch"]:
+                epoch, schedule_epoch = epoch + 1, schedule_epoch + 1
+                continue
             lr = stage_lr(base_lr, schedule_epoch, cfg, schedule_length)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             model.train()
-            losses, terms = [], {}
-            batches = whole_batches(_batches(len(image_of_item), cfg.batch_size, world), world)[: cfg.steps_per_epoch]
+            losses, terms, first = [], {}, 0
+            if point:  # the resume point's epoch: its random streams, and its order if it had begun
+                restore_random_states(point["random"])
+                if point["step"]:
+                    batches, first, losses, terms = list(point["batches"]), point["step"], list(point["losses"]), dict(point["terms"])
+                point = None
+            if not first:
+                batches = whole_batches(_batches(len(image_of_item), cfg.batch_size, world), world)[: cfg.steps_per_epoch]
             mine = [world.local(torch.arange(len(items))) for items in batches]  # this process's share of each batch
-            starts = itertools.accumulate((len(items) for items in batches[:-1]), initial=0)
+            starts = list(itertools.accumulate((len(items) for items in batches[:-1]), initial=0))
             image_batches = data.images.batches(
-                [image_of_item[items[k]] for items, k in zip(batches, mine)],
-                device, train=True, epoch=epoch, positions=[start + k for start, k in zip(starts, mine)],
+                [image_of_item[items[k]] for items, k in zip(batches[first:], mine[first:])],
+                device, train=True, epoch=epoch, positions=[start + k for start, k in zip(starts[first:], mine[first:])],
             )
-            for step, (items, image_inputs) in enumerate(zip(bar(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False), image_batches)):
+            steps = bar(batches[first:], desc=f"{stage.name} epoch {epoch + 1}", leave=False)
+            for step, (items, image_inputs) in enumerate(zip(steps, image_batches), start=first):
                 images = image_of_item[items]
                 position = _Position(stage.name, stage_epoch, step, len(batches))
                 with autocast():
@@ -195,6 +221,10 @@ def fit(
                 losses.append(loss.item())
                 for name, value in terms_of(stage.loss).items():
                     terms.setdefault(name, []).append(float(value))
+                steps_done += 1
+                if resume is not None and step + 1 < len(batches) and resume.due(steps_done, epoch_ended=False):
+                    within = {"stage": index, "stage_epoch": stage_epoch, "step": step + 1, "batches": batches, "losses": losses, "terms": terms}
+                    resume.write(_resume_state(within, steps_done, history, model, optimizer, scaler, stage.loss, samples))
             record = {"loss": float(np.mean(losses)) if losses else math.nan, "lr": lr}
             record.update({name: float(np.mean(values)) for name, values in terms.items()})
             history.append({"stage": stage.name, "epoch": epoch, **record})
@@ -203,7 +233,75 @@ def fit(
             log.advance(f"stage {stage.name} {stage_epoch + 1}/{stage.epochs}, loss {record['loss']:.4f}, lr {lr:.2e}")
             epoch += 1
             schedule_epoch += 1
+            if resume is not None and resume.due(steps_done, epoch_ended=True):
+                following = _next_epoch(stages, index, stage_epoch)
+                resume.write(_resume_state(following, steps_done, history, model, optimizer, scaler, stage.loss, samples))
     return history
+
+
+def _next_epoch(stages: list[Stage], index: int, stage_epoch: int) -> dict[str, int]:
+    """Where training goes on after epoch `stage_epoch` of stage `index`: the next epoch of the
+    stage, or the start of the next stage (``stage == len(stages)``: training is over)."""
+    if stage_epoch + 1 < stages[index].epochs:
+        return {"stage": index, "stage_epoch": stage_epoch + 1, "step": 0}
+    return {"stage": index + 1, "stage_epoch": 0, "step": 0}
+
+
+def _resume_state(
+    position: dict[str, Any],
+    steps_done: int,
+    history: list[dict[str, float]],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: nn.Module,
+    samples: GeneratedSamples | None,
+) -> dict[str, Any]:
+    """A resume point's content at `position` (stage index, epoch in the stage, batches done in
+    it, and, halfway through an epoch, its batch order and losses so far): the loss's state
+    only halfway through its stage (a stage starting anew calls its stage hook afresh)."""
+    within_stage = position["stage_epoch"] > 0 or position["step"] > 0
+    state = {
+        "batches": None, "losses": [], "terms": {},
+        **position,
+        "steps": steps_done,
+        "history": list(history),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "loss": loss.state_dict() if within_stage else None,
+        "random": random_states(),
+        "generators": None,
+    }
+    if samples is not None:
+        state["generators"] = {
+            "modules": module_states([*samples.positives, *samples.negatives]),
+            "python": samples.rng.getstate(),
+            "torch": samples.torch_rng.get_state(),
+        }
+    return state
+
+
+def _restore_model_state(point: dict[str, Any], model: nn.Module, scaler: torch.amp.GradScaler, samples: GeneratedSamples | None) -> None:
+    """What a resume point keeps for the whole run: weights, loss scaling, the generators."""
+    model.load_state_dict(point["model"])
+    if point["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(point["scaler"])
+    generators = point["generators"]
+    if samples is not None and generators is not None:
+        load_module_states([*samples.positives, *samples.negatives], generators["modules"])
+        samples.rng.setstate(generators["python"])
+        samples.torch_rng.set_state(generators["torch"])
+
+
+def _restore_stage_state(point: dict[str, Any], index: int, stage: Stage, optimizer: torch.optim.Optimizer) -> None:
+    """In the first stage a resumed run trains (stage `index`): the loss's state if the point is
+    halfway through it, and the optimiser's unless the stage starts with a fresh one."""
+    at_start = index > point["stage"] or (point["stage_epoch"] == 0 and point["step"] == 0)
+    if point["loss"] is not None and not at_start:
+        stage.loss.load_state_dict(point["loss"])
+    if not (at_start and stage.restart):
+        optimizer.load_state_dict(point["optimizer"])
 
 
 def _schedule_length(stages: list[Stage], start: int) -> int:

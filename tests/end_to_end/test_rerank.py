@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import itr_in_process, search_runs
+from tests.helpers import itr_in_process, search_runs, tiny_vse_experiment
 
-EXPERIMENT = """
-name = "rerank"
-[[datasets]]
-name = "coco-demo"
-[methods."vse++"]
-text_encoder.min_count = 1
-image_encoder.embed_dim = 32
-text_encoder.embed_dim = 32
-train.batch_size = 32
-stages.main.epochs = 2
-[methods.scan]
+EXPERIMENT = tiny_vse_experiment(
+    "rerank",
+    2,
+    """[methods.scan]
 image_encoder.embed_dim = 32
 text_encoder = { embed_dim = 32, word_dim = 16, min_count = 1 }
 train.batch_size = 32
 stages.main.epochs = 1
 eval = { mode = "rerank", rerank_k = 10, prefilter = "vse++" }
-"""
+""",
+)
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 
 

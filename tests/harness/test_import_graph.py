@@ -96,12 +96,15 @@ def imports_of(prefix: str) -> dict[str, set[str]]:
     [
         ("harness.config", ("harness.config", "harness.errors")),
         ("harness.training", ("harness.training", "harness.config", "harness.errors", "harness.embeddings", "harness.capabilities",
-                              "harness.progress", "harness.interfaces", "harness.pixels")),
+                              "harness.progress", "harness.interfaces", "harness.pixels", "harness.atomic")),  # resume points
         ("harness.job", ("harness.job", "harness.config", "harness.registry", "harness.training", "harness.evaluation", "harness.features",
                          "harness.image_files", "harness.interfaces", "harness.capabilities", "harness.errors", "harness.atomic",
                          "harness.plugin_manager", "harness.progress", "harness")),  # a data-parallel job's other ranks reload the plugins, quietly
         ("harness.executors", ("harness.executors", "harness.job", "harness.tracking", "harness.features", "harness.plugin_manager",
-                               "harness.registry", "harness.hookspecs", "harness.errors", "harness.atomic")),
+                               "harness.registry", "harness.hookspecs", "harness.errors", "harness.atomic",
+                               "harness.training.threads",  # each job's share of the cores as torch threads
+                               "harness.termination",  # a worker closes its run KILLED on SIGTERM
+                               "harness.lease", "harness.tracking_retry")),  # a cell held elsewhere, a store gone
     ],
 )
 def test_a_layer_imports_only_what_lies_below_it(layer, allowed):

@@ -75,6 +75,6 @@ def test_full_accepts_any_split():
 
 
 def test_the_built_in_protocols_are_registered_components_of_the_evaluation_plugin():
-    assert set(PROTOCOLS) == {"full", "coco-1k", "coco-5k", "f30k-1k"}
+    assert set(PROTOCOLS) == {"full", "coco-1k", "coco-5k", "f30k-1k", "eccv-caption", "cxc"}
     assert {spec.plugin for spec in REGISTRY if spec.kind == "protocol"} == {"protocols"}
     assert all(protocol.name == name for name, protocol in PROTOCOLS.items())

@@ -41,6 +41,8 @@ HASH_1, HASH_2 = job(1).config_hash, job(2).config_hash
 
 
 class RecordingSession:
+    stopped = None
+
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
         self.events: list[tuple[str, str]] = []
