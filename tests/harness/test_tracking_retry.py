@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -62,7 +63,7 @@ def test_a_bad_retry_bound_is_one_line(monkeypatch, text):
 
 def kept_job(gone: str, store: mlflow.MlflowClient, pending, artifacts) -> tuple[str, KeepingClient]:
     """A job run created in `store`, whose logging then finds its server gone: kept under `pending`."""
-    experiment_id = store.create_experiment("kept")
+    experiment_id = store.create_experiment("kept", artifact_location=(Path(pending).parent / "artifacts").as_uri())
     run_id = store.create_run(experiment_id, tags={"itr.kind": "job", "itr.config_hash": "c0ffee"}).info.run_id
     keeping = KeepingClient(RetryingClient(mlflow.MlflowClient(gone), gone, seconds=0), pending, run_id, "c0ffee")
     keeping.log_batch(run_id, params=[Param("train.lr", "0.001")])
