@@ -9,7 +9,6 @@ rank 0 logs epochs, checkpoints and evaluates; the others end when training does
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from harness.errors import UserError
+from harness.training.threads import job_threads
 
 RENDEZVOUS_TIMEOUT = timedelta(minutes=10)
 """How long a collective waits for a rank that went silent before the job fails."""
@@ -105,7 +105,7 @@ def _other_rank(index: int, payload: RankPayload) -> None:
 
     rank = index + 1
     silence()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // payload.processes))
+    torch.set_num_threads(job_threads(payload.processes))
     host = PluginHost(**payload.host_options)
     job = Job.from_record(payload.record, "data-parallel rank")
     data = JobData(job, host.registry, DataCatalog(host.registry, payload.source), FeatureCache(Path(payload.cache_root)))
